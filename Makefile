@@ -22,6 +22,7 @@ SETUP_STAMP := $(VENV)/.setup-done
 EXPORTS := \
 	model_repository/datatypes_onnx/1/model.onnx \
 	model_repository/text_encoder/1/model.onnx \
+	model_repository/orientation_classifier/1/model.onnx \
 	model_repository/ocr_det/1/model.onnx
 
 .PHONY: help setup export backends serve test lint perf clean distclean
@@ -53,6 +54,9 @@ model_repository/datatypes_onnx/1/model.onnx: export/datatypes_onnx.py pipelines
 
 model_repository/text_encoder/1/model.onnx: export/text_embedding.py pipelines/text/minilm.py $(SETUP_STAMP)
 	HF_HUB_OFFLINE=1 $(PY) export/text_embedding.py
+
+model_repository/orientation_classifier/1/model.onnx: export/orientation.py pipelines/image/orientation.py $(SETUP_STAMP)
+	$(PY) export/orientation.py
 
 model_repository/ocr_det/1/model.onnx: export/ocr.py pipelines/ocr/params.py $(SETUP_STAMP)
 	$(PY) export/ocr.py

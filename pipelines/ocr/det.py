@@ -76,12 +76,21 @@ def prepare(img_bgr: np.ndarray, p: OcrParams = PARAMS) -> tuple[np.ndarray, np.
     return det_input(img, p), img, Restore(ratio_h, ratio_w, pad_top, raw_h, raw_w)
 
 
+def det_scale(h: int, w: int, p: OcrParams = PARAMS) -> float:
+    """DetPreProcess.resize's ratio: limit_type 'min' grows the short side to
+    limit_side_len (never shrinks); 'max' shrinks the long side to it."""
+    limit = p.det_limit_side_len
+    if p.det_limit_type == "max":
+        return limit / (h if h > w else w) if max(h, w) > limit else 1.0
+    return limit / (h if h < w else w) if min(h, w) < limit else 1.0
+
+
 def det_input(img: np.ndarray, p: OcrParams = PARAMS) -> np.ndarray:
-    """DetPreProcess with limit_type 'min': grow the short side to
-    limit_side_len, multiples of 32, normalise, NCHW."""
+    """DetPreProcess: resize by `det_scale` to multiples of 32 (each side
+    int() then rounded), x/255, (x - mean) / std in float64, then float32 NCHW
+    [1,3,H,W]."""
     h, w = img.shape[:2]
-    ratio = p.det_limit_side_len / (h if h < w else w) if min(h, w) < p.det_limit_side_len else 1.0
-    resized, _, _ = _resize_to_32(img, ratio)
+    resized, _, _ = _resize_to_32(img, det_scale(h, w, p))
     mean, std = np.array(p.det_mean), np.array(p.det_std)
     normalized = (resized.astype("float32") * (1 / 255.0) - mean) / std
     return normalized.transpose(2, 0, 1)[None].astype(np.float32)
@@ -109,6 +118,19 @@ def _box_score_fast(pred: np.ndarray, box: np.ndarray) -> float:
     return cv2.mean(pred[ymin : ymax + 1, xmin : xmax + 1], mask)[0]
 
 
+def _box_score_slow(pred: np.ndarray, contour: np.ndarray) -> float:
+    """score_mode 'slow': mean of the map inside the contour polygon itself."""
+    h, w = pred.shape[:2]
+    contour = contour.reshape(-1, 2).copy()
+    xmin, xmax = np.clip(contour[:, 0].min(), 0, w - 1), np.clip(contour[:, 0].max(), 0, w - 1)
+    ymin, ymax = np.clip(contour[:, 1].min(), 0, h - 1), np.clip(contour[:, 1].max(), 0, h - 1)
+    mask = np.zeros((ymax - ymin + 1, xmax - xmin + 1), dtype=np.uint8)
+    contour[:, 0] -= xmin
+    contour[:, 1] -= ymin
+    cv2.fillPoly(mask, contour.reshape(1, -1, 2).astype(np.int32), 1)
+    return cv2.mean(pred[ymin : ymax + 1, xmin : xmax + 1], mask)[0]
+
+
 def _unclip(box: np.ndarray, ratio: float) -> np.ndarray:
     poly = Polygon(box)
     distance = poly.area * ratio / poly.length
@@ -125,10 +147,12 @@ def _order_clockwise(pts: np.ndarray) -> np.ndarray:
     return np.array([tl, tr, br, bl], dtype="float32")
 
 
-def boxes_from_map(prob_map: np.ndarray, image_shape: tuple[int, int], p: OcrParams = PARAMS) -> tuple[np.ndarray, np.ndarray]:
-    """DBPostProcess ('fast' score, dilation) + filter_tag_det_res: the
-    detector's probability map [1,1,h,w] -> boxes [N,4,2] in the coordinates
-    of the image the detector saw (letterboxed), and their scores."""
+def db_boxes(prob_map: np.ndarray, image_shape: tuple[int, int], p: OcrParams = PARAMS) -> tuple[np.ndarray, list[float]]:
+    """DBPostProcess: threshold the map [1,1,h,w] at det_thresh, dilate 2x2,
+    take at most det_max_candidates contours; drop boxes whose short side is
+    < 3, whose score (fast: mean inside the min-area box; slow: inside the
+    contour) is < det_box_thresh, or whose unclipped box is < 5; scale to
+    `image_shape` (h, w) with rounding. Returns int32 boxes [N,4,2] and scores."""
     src_h, src_w = image_shape
     pred = prob_map[0, 0]
     bitmap = (pred > p.det_thresh).astype(np.uint8)
@@ -141,7 +165,10 @@ def boxes_from_map(prob_map: np.ndarray, image_shape: tuple[int, int], p: OcrPar
         points, short_side = _mini_box(contour)
         if short_side < 3:
             continue
-        score = _box_score_fast(pred, points.reshape(-1, 2))
+        if p.det_score_mode == "fast":
+            score = _box_score_fast(pred, points.reshape(-1, 2))
+        else:
+            score = _box_score_slow(pred, contour)
         if p.det_box_thresh > score:
             continue
         box, short_side = _mini_box(_unclip(points, p.det_unclip_ratio))
@@ -151,8 +178,16 @@ def boxes_from_map(prob_map: np.ndarray, image_shape: tuple[int, int], p: OcrPar
         box[:, 1] = np.clip(np.round(box[:, 1] / height * src_h), 0, src_h)
         boxes.append(box.astype(np.int32))
         scores.append(score)
+    return np.array(boxes, dtype=np.int32).reshape(-1, 4, 2), scores
+
+
+def filter_boxes(boxes: np.ndarray, scores, image_shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """TextDetector.filter_tag_det_res: order corners clockwise from top-left,
+    clip to the image (truncating to integers), drop boxes whose first edges
+    are <= 3 px. Returns float32 boxes [N,4,2] and their float32 scores."""
+    src_h, src_w = image_shape
     kept_boxes, kept_scores = [], []
-    for box, score in zip(np.array(boxes, dtype=np.int32), scores):
+    for box, score in zip(np.asarray(boxes, dtype=np.int32).reshape(-1, 4, 2), scores):
         box = _order_clockwise(box)
         box[:, 0] = np.clip(box[:, 0], 0, src_w - 1).astype(np.int32)
         box[:, 1] = np.clip(box[:, 1], 0, src_h - 1).astype(np.int32)
@@ -161,6 +196,14 @@ def boxes_from_map(prob_map: np.ndarray, image_shape: tuple[int, int], p: OcrPar
         kept_boxes.append(box)
         kept_scores.append(score)
     return np.array(kept_boxes, dtype=np.float32).reshape(-1, 4, 2), np.array(kept_scores, dtype=np.float32)
+
+
+def boxes_from_map(prob_map: np.ndarray, image_shape: tuple[int, int], p: OcrParams = PARAMS) -> tuple[np.ndarray, np.ndarray]:
+    """DBPostProcess + filter_tag_det_res: the detector's probability map
+    [1,1,h,w] -> boxes [N,4,2] float32 in the coordinates of the image the
+    detector saw (letterboxed), and their scores (not yet in reading order)."""
+    boxes, scores = db_boxes(prob_map, image_shape, p)
+    return filter_boxes(boxes, scores, image_shape)
 
 
 def reading_order(boxes: np.ndarray) -> np.ndarray:

@@ -1,23 +1,53 @@
 """The whole RapidOCR flow over the functions of this package, with the three
-networks behind callables (offline onnxruntime sessions or Triton calls)."""
+networks behind callables (offline onnxruntime sessions or Triton calls).
+
+`OfflineOCR` (onnxruntime sessions in one process) lives in
+pipelines.ocr.offline and is importable from here too."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from pipelines.image.decode import decode_image
 from pipelines.ocr import det
-from pipelines.ocr.params import MODEL_FILES, PARAMS, OcrParams, character_list, rapidocr_models_dir
+from pipelines.ocr.image import load_image as _load_image
+from pipelines.ocr.params import PARAMS, OcrParams
 from pipelines.ocr.recognize import Lines, crop, recognize_crops
 
 
 def load_image(data) -> np.ndarray:
     """Encoded bytes -> BGR as RapidOCR's LoadImage makes it (ValueError with a
-    clear message for empty, corrupt, truncated or oversized input)."""
-    return decode_image(data, mode="rapid")
+    clear message for empty, corrupt, truncated or oversized input); see
+    pipelines.ocr.image for the rules and the documented deviations."""
+    return _load_image(data)
+
+
+def detect(
+    prob_map: np.ndarray, image: np.ndarray, p: OcrParams = PARAMS
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Detector output for one image -> (boxes [N,4,2] in reading order, in
+    the letterboxed image's coordinates; their scores; their crops)."""
+    boxes, scores = det.boxes_from_map(prob_map, image.shape[:2], p)
+    order = det.reading_order(boxes)
+    boxes, scores = boxes[order], scores[order]
+    return boxes, scores, [crop(image, box) for box in boxes]
+
+
+def assemble(
+    boxes: np.ndarray, scores: np.ndarray, recognized: list[tuple[str, float]], restore: det.Restore, p: OcrParams = PARAMS
+) -> Lines:
+    """RapidOCR.filter_result + _get_origin_points: keep the lines whose text
+    score is >= text_score, boxes mapped back onto the original picture."""
+    keep = np.array([score >= p.text_score for _, score in recognized], dtype=bool).reshape(-1)
+    if not keep.any():
+        return Lines()
+    return Lines(
+        boxes=det.to_original(boxes[keep], restore),
+        box_scores=np.asarray(scores, dtype=np.float32)[keep],
+        texts=[text for (text, _), k in zip(recognized, keep) if k],
+        text_scores=np.array([s for (_, s), k in zip(recognized, keep) if k], dtype=np.float32),
+    )
 
 
 def lines_from_detection(
@@ -30,45 +60,15 @@ def lines_from_detection(
     p: OcrParams = PARAMS,
 ) -> Lines:
     """Detector output for one image -> its text lines in reading order."""
-    boxes, scores = det.boxes_from_map(prob_map, image.shape[:2], p)
+    boxes, scores, crops = detect(prob_map, image, p)
     if len(boxes) == 0:
         return Lines()
-    order = det.reading_order(boxes)
-    boxes, scores = boxes[order], scores[order]
-    recognized = recognize_crops([crop(image, box) for box in boxes], run_cls, run_rec, characters, p)
-    keep = np.array([score >= p.text_score for _, score in recognized], dtype=bool)
-    return Lines(
-        boxes=det.to_original(boxes[keep], restore),
-        box_scores=scores[keep],
-        texts=[text for (text, _), k in zip(recognized, keep) if k],
-        text_scores=np.array([s for (_, s), k in zip(recognized, keep) if k], dtype=np.float32),
-    )
+    return assemble(boxes, scores, recognize_crops(crops, run_cls, run_rec, characters, p), restore, p)
 
 
-class OfflineOCR:
-    """The pipeline in one process with onnxruntime sessions on the models
-    RapidOCR ships: the in-process check of this package against RapidOCR."""
+def __getattr__(name: str):
+    if name == "OfflineOCR":  # kept importable from here (export/ocr.py)
+        from pipelines.ocr.offline import OfflineOCR
 
-    def __init__(self, models_dir: Path | None = None, threads: int | None = None):
-        import onnxruntime as ort
-
-        models_dir = Path(models_dir or rapidocr_models_dir())
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        self.sessions = {
-            name: ort.InferenceSession(str(models_dir / file), sess_options=options, providers=["CPUExecutionProvider"])
-            for name, file in MODEL_FILES.items()
-        }
-        self.characters = character_list(models_dir / MODEL_FILES["rec"])
-
-    def _run(self, name: str, batch: np.ndarray) -> np.ndarray:
-        session = self.sessions[name]
-        return session.run(None, {session.get_inputs()[0].name: batch})[0]
-
-    def __call__(self, data, p: OcrParams = PARAMS) -> Lines:
-        det_input, image, restore = det.prepare(load_image(data), p)
-        prob_map = self._run("det", det_input)
-        return lines_from_detection(
-            prob_map, image, restore, lambda b: self._run("cls", b), lambda b: self._run("rec", b), self.characters, p
-        )
+        return OfflineOCR
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

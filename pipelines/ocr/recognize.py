@@ -50,33 +50,75 @@ def _resize_pad(img: np.ndarray, height: int, width: int) -> np.ndarray:
     return padded
 
 
+def aspect_order(crops: list[np.ndarray]) -> np.ndarray:
+    """Crop indices sorted by width/height with np.argsort's default sort,
+    as TextClassifier and TextRecognizer do (ties keep that sort's order,
+    which depends on the whole list: compute it over one image's crops)."""
+    return np.argsort(np.array([c.shape[1] / float(c.shape[0]) for c in crops]))
+
+
 def _groups(crops: list[np.ndarray], size: int) -> list[np.ndarray]:
     """Crop indices sorted by width/height, in consecutive groups of `size`."""
-    order = np.argsort(np.array([c.shape[1] / float(c.shape[0]) for c in crops]))
+    order = aspect_order(crops)
     return [order[i : i + size] for i in range(0, len(order), size)]
+
+
+def cls_input(crop_image: np.ndarray, p: OcrParams = PARAMS) -> np.ndarray:
+    """TextClassifier.resize_norm_img for one crop: [3,48,192] float32. It
+    depends on that crop only, so classifier batches may mix crops freely."""
+    _, h, w = p.cls_image_shape
+    return _resize_pad(crop_image, h, w)
 
 
 def cls_batches(crops: list[np.ndarray], p: OcrParams = PARAMS) -> list[tuple[np.ndarray, np.ndarray]]:
     """(indices, input [n,3,48,192]) per classifier group."""
-    _, h, w = p.cls_image_shape
-    return [(idx, np.stack([_resize_pad(crops[i], h, w) for i in idx])) for idx in _groups(crops, p.cls_batch_num)]
+    return [(idx, np.stack([cls_input(crops[i], p) for i in idx])) for idx in _groups(crops, p.cls_batch_num)]
+
+
+def apply_cls(
+    crops: list[np.ndarray], indices, probs: np.ndarray, p: OcrParams = PARAMS
+) -> list[tuple[str, float]]:
+    """ClsPostProcess + the turn: for each crop `indices[k]` with classifier
+    output `probs[k]`, the label is the argmax; crops labelled "180" with a
+    probability > cls_thresh are turned 180 degrees in `crops` (in place).
+    Returns (label, probability) per row."""
+    results = []
+    for i, row in zip(indices, probs):
+        label = int(row.argmax())
+        name, score = p.cls_labels[label], float(row[label])
+        if "180" in name and row[label] > p.cls_thresh:
+            crops[i] = cv2.rotate(crops[i], cv2.ROTATE_180)
+        results.append((name, score))
+    return results
+
+
+def rec_width(ratios, p: OcrParams = PARAMS) -> int:
+    """Padded input width of one recogniser group: int(48 * max ratio), the
+    maximum taken over the group's width/height ratios and 320/48."""
+    _, h, w = p.rec_image_shape
+    return int(h * max([w / h, *ratios]))
+
+
+def rec_input(crops: list[np.ndarray], idx, p: OcrParams = PARAMS) -> np.ndarray:
+    """TextRecognizer's input for one group of crops: [n,3,48,W] float32 with
+    W = rec_width of the group. Every item depends on the whole group (its
+    zero padding on the right), which changes the network's output."""
+    _, h, _ = p.rec_image_shape
+    width = rec_width([crops[i].shape[1] / float(crops[i].shape[0]) for i in idx], p)
+    return np.stack([_resize_pad(crops[i], h, width) for i in idx])
 
 
 def rec_batches(crops: list[np.ndarray], p: OcrParams = PARAMS) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(indices, input [n,3,48,W]) per recogniser group; W from the group's
-    widest aspect ratio (at least 320/48)."""
-    _, h, w = p.rec_image_shape
-    batches = []
-    for idx in _groups(crops, p.rec_batch_num):
-        max_ratio = max(w / h, *(crops[i].shape[1] / float(crops[i].shape[0]) for i in idx))
-        width = int(h * max_ratio)
-        batches.append((idx, np.stack([_resize_pad(crops[i], h, width) for i in idx])))
-    return batches
+    """(indices, input [n,3,48,W]) per recogniser group: the crops of one
+    image sorted by aspect ratio, in groups of rec_batch_num, each padded to
+    its own width (rec_width)."""
+    return [(idx, rec_input(crops, idx, p)) for idx in _groups(crops, p.rec_batch_num)]
 
 
 def ctc_decode(preds: np.ndarray, characters: list[str]) -> list[tuple[str, float]]:
-    """Greedy CTC: argmax per step, merge repeats, drop blanks (index 0);
-    the score is the mean probability of the kept steps (0 when none)."""
+    """CTCLabelDecode: argmax per step, merge repeats, drop blanks (index 0);
+    the score is the mean (float64) of the kept steps' maximum probabilities,
+    0.0 when nothing is kept."""
     indices = preds.argmax(axis=2)
     probs = preds.max(axis=2)
     results = []
@@ -85,17 +127,29 @@ def ctc_decode(preds: np.ndarray, characters: list[str]) -> list[tuple[str, floa
         keep[1:] = row_idx[1:] != row_idx[:-1]
         keep &= row_idx != 0
         text = "".join(characters[i] for i in row_idx[keep])
-        kept = row_prob[keep]
+        kept = row_prob[keep].astype(np.float64)
         results.append((text, float(np.mean(kept)) if kept.size else 0.0))
     return results
 
 
 @dataclass
 class Lines:
+    """The text lines of one picture in reading order: boxes [N,4,2] float32
+    (top-left, top-right, bottom-right, bottom-left, original picture
+    coordinates), detector box scores [N], texts, text scores [N]. Iterating
+    gives (box, box_score, text, text_score) tuples."""
+
     boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4, 2), np.float32))
     box_scores: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.float32))
     texts: list = field(default_factory=list)
     text_scores: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.float32))
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def __iter__(self):
+        for box, box_score, text, text_score in zip(self.boxes, self.box_scores, self.texts, self.text_scores):
+            yield box, float(box_score), text, float(text_score)
 
     def as_outputs(self) -> dict[str, np.ndarray]:
         return {
@@ -106,6 +160,30 @@ class Lines:
         }
 
 
+def classify_crops(
+    crops: list[np.ndarray], run_cls: Callable[[np.ndarray], np.ndarray], p: OcrParams = PARAMS
+) -> tuple[list[np.ndarray], list[tuple[str, float]]]:
+    """TextClassifier on the crops of one image: a new list with the crops
+    judged upside down turned, and (label, probability) per crop."""
+    crops = list(crops)
+    results: list = [("", 0.0)] * len(crops)
+    for idx, batch in cls_batches(crops, p):
+        for i, result in zip(idx, apply_cls(crops, idx, run_cls(batch), p)):
+            results[i] = result
+    return crops, results
+
+
+def read_crops(
+    crops: list[np.ndarray], run_rec: Callable[[np.ndarray], np.ndarray], characters: list[str], p: OcrParams = PARAMS
+) -> list[tuple[str, float]]:
+    """TextRecognizer on the crops of one image: (text, score) per crop."""
+    results: list = [("", 0.0)] * len(crops)
+    for idx, batch in rec_batches(crops, p):
+        for i, decoded in zip(idx, ctc_decode(run_rec(batch), characters)):
+            results[i] = decoded
+    return results
+
+
 def recognize_crops(
     crops: list[np.ndarray],
     run_cls: Callable[[np.ndarray], np.ndarray],
@@ -114,15 +192,5 @@ def recognize_crops(
     p: OcrParams = PARAMS,
 ) -> list[tuple[str, float]]:
     """Classify (turning 180-degree crops) and recognise the crops of one image."""
-    crops = list(crops)
-    for idx, batch in cls_batches(crops, p):
-        probs = run_cls(batch)
-        for i, row in zip(idx, probs):
-            label = int(row.argmax())
-            if "180" in p.cls_labels[label] and row[label] > p.cls_thresh:
-                crops[i] = cv2.rotate(crops[i], 1)
-    results: list = [("", 0.0)] * len(crops)
-    for idx, batch in rec_batches(crops, p):
-        for i, decoded in zip(idx, ctc_decode(run_rec(batch), characters)):
-            results[i] = decoded
-    return results
+    turned, _ = classify_crops(crops, run_cls, p)
+    return read_crops(turned, run_rec, characters, p)

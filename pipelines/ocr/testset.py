@@ -2,8 +2,15 @@
 
 Several DejaVu fonts, sizes, colours and backgrounds; multi-line pages, lines
 turned 180 degrees, slightly skewed pages, long lines (width/height > 8),
-tiny pictures under 30 px, one picture over 2000 px, and scikit-image's
-text photograph (no ground truth)."""
+tiny pictures under 30 px, a 30 px strip (letterboxed), a vertical line (a
+tall crop the pipeline turns 90 degrees), a page with one line upside down
+among upright ones, coloured text on a gradient, one picture over 2000 px,
+and scikit-image's text photograph (no ground truth). `samples()` is
+deterministic: the same Pillow, fonts and codecs give the same bytes.
+
+`format_samples()`: the picture kinds RapidOCR's loader treats specially
+(bilevel, grey+alpha, coloured text on transparent RGBA, palette, 16-bit
+grey, CMYK JPEG), with ground truth."""
 
 from __future__ import annotations
 
@@ -84,6 +91,7 @@ def samples(include_photo: bool = True) -> list[OcrSample]:
     rgba = render_lines(["transparent background"], size=30, fg=(0, 0, 0, 255), bg=(0, 0, 0, 0), mode="RGBA")
     out.append(OcrSample("rgba", encode(rgba), ["transparent background"]))
     out.append(OcrSample("blank", encode(Image.new("RGB", (320, 200), (255, 255, 255))), []))
+    out += _extra_samples(rng)
     if include_photo:
         try:
             from skimage import data as skdata
@@ -96,4 +104,63 @@ def samples(include_photo: bool = True) -> list[OcrSample]:
 
 def sixteen_bit_png() -> bytes:
     page = np.asarray(render_lines(["sixteen bit"], size=30).convert("L"), dtype=np.uint16) * 257
-    return encode(Image.fromarray(page, mode="I;16"))
+    return encode(Image.fromarray(page))
+
+
+def _stack(parts: list[Image.Image], bg=(255, 255, 255), margin: int = 20, gap: int = 16) -> Image.Image:
+    """Paste pictures one below the other on a page."""
+    width = max(part.width for part in parts) + 2 * margin
+    height = sum(part.height for part in parts) + gap * (len(parts) - 1) + 2 * margin
+    page = Image.new("RGB", (width, height), bg)
+    y = margin
+    for part in parts:
+        page.paste(part, (margin, y))
+        y += part.height + gap
+    return page
+
+
+def _extra_samples(rng: random.Random) -> list[OcrSample]:
+    out = []
+    # one line upside down between upright lines: the classifier turns that crop only
+    lines = [_sentence(rng, 3) for _ in range(3)]
+    parts = [render_lines([line], size=28, font_index=i, margin=4) for i, line in enumerate(lines)]
+    parts[1] = parts[1].rotate(180)
+    out.append(OcrSample("mixed_orientation", encode(_stack(parts)), lines))
+    # under 30 px high (the short side grows to 30, then to multiples of 32)
+    out.append(OcrSample("tiny_strip", encode(render_lines(["triton"], size=12, margin=3, spacing=1.2)), ["triton"]))
+    # exactly 30 px high and wide: letterboxed by both of RapidOCR's rules
+    strip = Image.new("RGB", (330, 30), (255, 255, 255))
+    ImageDraw.Draw(strip).text((6, 5), "status ok answer", font=font(17, 1), fill=(0, 0, 0))
+    out.append(OcrSample("strip_30px", encode(strip), ["status ok answer"]))
+    # a vertical line: its crop is tall (h/w >= 1.5) and turned 90 degrees
+    line = _sentence(rng, 3)
+    vertical = render_lines([line], size=30, font_index=3, margin=10).rotate(-90, expand=True)
+    out.append(OcrSample("vertical", encode(vertical), [line]))
+    # coloured lines in several fonts on a horizontal gradient, JPEG
+    lines = [_sentence(rng, 4) for _ in range(3)]
+    ramp = np.linspace(150, 255, 720, dtype=np.float32)
+    background = np.stack([ramp[None, :].repeat(220, 0), np.full((220, 720), 235, np.float32), ramp[::-1][None, :].repeat(220, 0)], axis=2)
+    page = Image.fromarray(background.astype(np.uint8))
+    draw = ImageDraw.Draw(page)
+    for i, (text, ink) in enumerate(zip(lines, [(10, 10, 90), (110, 0, 60), (0, 80, 0)])):
+        draw.text((24, 24 + 62 * i), text, font=font(30 - 3 * i, i + 1), fill=ink)
+    out.append(OcrSample("gradient_colours", encode(page, "JPEG"), lines))
+    return out
+
+
+def format_samples() -> list[OcrSample]:
+    """One short line in each picture kind LoadImage handles specially."""
+    text = "special formats"
+    base = render_lines([text], size=30, fg=(180, 20, 20), bg=(240, 240, 250))
+    rgba = render_lines([text], size=30, fg=(180, 20, 20, 255), bg=(0, 0, 0, 0), mode="RGBA")
+    black_rgba = render_lines([text], size=30, fg=(0, 0, 0, 255), bg=(0, 0, 0, 0), mode="RGBA")
+    sixteen = np.asarray(base.convert("L"), dtype=np.uint16) * 257
+    return [
+        OcrSample("bilevel", encode(base.convert("L").point(lambda v: 255 if v > 160 else 0).convert("1")), [text]),
+        OcrSample("grey_alpha", encode(base.convert("LA")), [text]),
+        OcrSample("rgba_black_text", encode(black_rgba), [text]),
+        OcrSample("rgba_coloured_text", encode(rgba), [text]),
+        OcrSample("palette", encode(base.convert("P", palette=Image.Palette.ADAPTIVE, colors=16)), [text]),
+        OcrSample("grey_16_bit", encode(Image.fromarray(sixteen)), [text]),
+        OcrSample("cmyk_jpeg", encode(base.convert("CMYK"), "JPEG"), [text]),
+    ]
