@@ -13,6 +13,7 @@ GRPC_PORT ?= 8001
 METRICS_PORT ?= 8002
 PYTEST_ARGS ?=
 PERF_ARGS ?=
+MODEL_CONFIG_NAME ?=
 
 REQUIREMENTS := requirements/serve.txt requirements/runtime-cpu.txt requirements/dev.txt requirements/export.txt
 NODEPS_REQUIREMENTS := requirements/nodeps.txt
@@ -23,12 +24,14 @@ EXPORTS := \
 	model_repository/datatypes_onnx/1/model.onnx \
 	model_repository/text_encoder/1/model.onnx \
 	model_repository/orientation_classifier/1/model.onnx \
-	model_repository/ocr_det/1/model.onnx
+	model_repository/ocr_det/1/model.onnx \
+	model_repository/vit_model/1/model.onnx \
+	model_repository/clip_image_encoder/1/model.onnx
 
 .PHONY: help setup export backends serve test lint perf clean distclean
 
 help:
-	@echo "make serve   run tritonserver on model_repository/ (HTTP_PORT=$(HTTP_PORT) GRPC_PORT=$(GRPC_PORT) METRICS_PORT=$(METRICS_PORT))"
+	@echo "make serve   run tritonserver on model_repository/ (HTTP_PORT=$(HTTP_PORT) GRPC_PORT=$(GRPC_PORT) METRICS_PORT=$(METRICS_PORT) MODEL_CONFIG_NAME=)"
 	@echo "make test    lint and run the test suite against a real server (PYTEST_ARGS=...)"
 	@echo "make lint    check every config.pbtxt"
 	@echo "make export  produce every model file of the repository"
@@ -61,10 +64,19 @@ model_repository/orientation_classifier/1/model.onnx: export/orientation.py pipe
 model_repository/ocr_det/1/model.onnx: export/ocr.py pipelines/ocr/params.py $(SETUP_STAMP)
 	$(PY) export/ocr.py
 
+# ViT and CLIP: a seeded small checkpoint (no hub here); TensorRT first where
+# a GPU is, else ONNX. Another checkpoint: python export/vit.py --source NAME
+model_repository/vit_model/1/model.onnx: export/vit.py pipelines/vit/__init__.py pipelines/image/hf_processor.py $(SETUP_STAMP)
+	$(PY) export/vit.py
+
+model_repository/clip_image_encoder/1/model.onnx: export/clip.py pipelines/clip/__init__.py pipelines/image/hf_processor.py $(SETUP_STAMP)
+	$(PY) export/clip.py
+
 export: $(EXPORTS)
 
 serve: export backends
-	$(PY) -m pipelines.runtime.server --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
+	$(PY) -m pipelines.runtime.server --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT) \
+		$(if $(MODEL_CONFIG_NAME),--model-config-name $(MODEL_CONFIG_NAME))
 
 lint: export
 	$(PY) -m pipelines.lint model_repository tests/model_repository
@@ -76,7 +88,7 @@ perf: export backends
 	$(PY) -m perf $(PERF_ARGS)
 
 clean:
-	rm -rf build .pytest_cache perf/results
+	rm -rf build .pytest_cache perf/results checkpoints
 	rm -f $(EXPORTS)
 
 distclean: clean

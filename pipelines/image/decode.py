@@ -251,15 +251,21 @@ def _rapid_bgr(pixels: np.ndarray) -> np.ndarray:
     return 255 - masked
 
 
-def decode_image(data, mode: str = "rgb") -> np.ndarray:
-    """Encoded bytes -> C-contiguous uint8 HxWx3 (RGB for "rgb", BGR for
-    "bgr" and "rapid"); `ImageDecodeError` (a ValueError) otherwise."""
-    if mode not in MODES:
-        raise ValueError(f"unknown decode mode {mode!r}; expected one of {MODES}")
+def decode_pixels(data) -> np.ndarray:
+    """Encoded bytes -> the stored pixels as uint8 HxW grey, HxWx2 grey+alpha,
+    HxWx3 RGB or HxWx4 RGBA (before any mode's rules); `ImageDecodeError`
+    otherwise."""
     image = open_image(data)
     with image:
         _load(image)
-        pixels = _pixels(image)
+        return _pixels(image)
+
+
+def convert_pixels(pixels: np.ndarray, mode: str = "rgb") -> np.ndarray:
+    """`decode_pixels` output -> C-contiguous uint8 HxWx3 by the rules of
+    `mode` (RGB for "rgb", BGR for "bgr" and "rapid")."""
+    if mode not in MODES:
+        raise ValueError(f"unknown decode mode {mode!r}; expected one of {MODES}")
     if mode == "rapid":
         out = _rapid_bgr(pixels)
     else:
@@ -267,6 +273,14 @@ def decode_image(data, mode: str = "rgb") -> np.ndarray:
         if mode == "bgr":
             out = out[:, :, ::-1]
     return np.ascontiguousarray(out)
+
+
+def decode_image(data, mode: str = "rgb") -> np.ndarray:
+    """Encoded bytes -> C-contiguous uint8 HxWx3 (RGB for "rgb", BGR for
+    "bgr" and "rapid"); `ImageDecodeError` (a ValueError) otherwise."""
+    if mode not in MODES:
+        raise ValueError(f"unknown decode mode {mode!r}; expected one of {MODES}")
+    return convert_pixels(decode_pixels(data), mode)
 
 
 def decode_batch(items: Sequence | Iterable, mode: str = "rgb") -> list[np.ndarray | ValueError]:

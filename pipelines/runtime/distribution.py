@@ -7,6 +7,7 @@ import importlib.util
 import os
 import shutil
 import sys
+import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,6 +93,13 @@ def server_environment(dist: TritonDistribution | None = None, base: dict | None
     dist = dist or find_distribution()
     env = dict(os.environ if base is None else base)
     lib_paths = [str(dist.libs), str(BUILD_DIR / "lib")]
+    # The stub links libpython3.X.so.1.0 and would take the system's copy; the
+    # interpreter's own must win, or its stdlib extension modules can need
+    # symbols the other lacks (a pyenv 3.11.7 `_ssl` under Debian's 3.11.2
+    # libpython: "undefined symbol: _PyModule_Add", so no `import ssl`).
+    python_libdir = sysconfig.get_config_var("LIBDIR")
+    if python_libdir and Path(python_libdir, sysconfig.get_config_var("INSTSONAME") or "").is_file():
+        lib_paths.insert(0, python_libdir)
     if env.get("LD_LIBRARY_PATH"):
         lib_paths.append(env["LD_LIBRARY_PATH"])
     env["LD_LIBRARY_PATH"] = os.pathsep.join(lib_paths)

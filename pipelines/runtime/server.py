@@ -212,7 +212,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metrics-port", help="default $METRICS_PORT or 8002")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for readiness")
     parser.add_argument("--log-verbose", type=int, default=0)
+    parser.add_argument(
+        "--model-config-name",
+        help="serve <model>/configs/NAME.pbtxt where a model has one (e.g. tensorrt); default $MODEL_CONFIG_NAME",
+    )
     args = parser.parse_args(argv)
+    config_name = args.model_config_name or os.environ.get("MODEL_CONFIG_NAME")
 
     server = TritonServer(
         repositories=args.model_repository,
@@ -220,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         grpc_port=_port_arg(args.grpc_port, "GRPC_PORT", 8001),
         metrics_port=_port_arg(args.metrics_port, "METRICS_PORT", 8002),
         log_verbose=args.log_verbose,
+        extra_args=[f"--model-config-name={config_name}"] if config_name else None,
     )
     # SIGTERM (docker stop, kill) is handled like Ctrl-C: stop the server cleanly.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))

@@ -17,13 +17,30 @@ def load_config(args: dict) -> dict:
     return json.loads(args["model_config"])
 
 
-def read_requests(pb_utils, requests, names: Sequence[str]) -> list[dict[str, np.ndarray | None]]:
+class RequestTensors(dict):
+    """The input arrays of one request by name, plus `requested`: the output
+    names the caller asked for (empty: all of them). An ensemble step asks
+    only for the outputs its output_map uses, so a model with alternative
+    outputs computes just those."""
+
+    requested: frozenset = frozenset()
+
+
+def wants(tensors: dict, output: str) -> bool:
+    """Whether the request behind `tensors` asked for `output` (yes when it
+    named none, or for a plain dict)."""
+    requested = getattr(tensors, "requested", frozenset())
+    return not requested or output in requested
+
+
+def read_requests(pb_utils, requests, names: Sequence[str]) -> list[RequestTensors]:
     tensors = []
     for request in requests:
-        per_request = {}
+        per_request = RequestTensors()
         for name in names:
             tensor = pb_utils.get_input_tensor_by_name(request, name)
             per_request[name] = None if tensor is None else tensor.as_numpy()
+        per_request.requested = frozenset(request.requested_output_names())
         tensors.append(per_request)
     return tensors
 

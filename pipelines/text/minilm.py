@@ -28,10 +28,19 @@ def packaged_model_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def max_seq_length(model_dir: Path) -> int:
-    config = Path(model_dir) / "sentence_bert_config.json"
-    if config.exists():
-        return int(json.loads(config.read_text()).get("max_seq_length", DEFAULT_MAX_SEQ_LENGTH))
+    """sentence-transformers' max_seq_length, else the tokenizer's
+    model_max_length (77 for CLIP), else DEFAULT_MAX_SEQ_LENGTH."""
+    sentence = _json(Path(model_dir) / "sentence_bert_config.json")
+    if "max_seq_length" in sentence:
+        return int(sentence["max_seq_length"])
+    limit = _json(Path(model_dir) / "tokenizer_config.json").get("model_max_length")
+    if isinstance(limit, int) and 0 < limit < 1_000_000:  # transformers writes a huge number for "no limit"
+        return limit
     return DEFAULT_MAX_SEQ_LENGTH
 
 
@@ -54,13 +63,15 @@ class SentenceTokenizer:
         self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         self.tokenizer.enable_truncation(max_length=self.max_length)
         padding = self.tokenizer.padding or {}
-        self.tokenizer.enable_padding(
-            pad_id=padding.get("pad_id", 0), pad_type_id=padding.get("pad_type_id", 0), pad_token=padding.get("pad_token", "[PAD]")
-        )  # no length: pad to the longest text of the batch
-
-        self.pad_id = padding.get("pad_id", 0)
+        # the pad token: tokenizer.json's padding, else tokenizer_config.json's (CLIP pads with its end token)
+        pad_token = padding.get("pad_token") or _json(model_dir / "tokenizer_config.json").get("pad_token") or "[PAD]"
+        if isinstance(pad_token, dict):  # transformers' AddedToken serialisation
+            pad_token = pad_token.get("content", "[PAD]")
+        self.pad_token = pad_token
+        self.pad_id = padding.get("pad_id", self.tokenizer.token_to_id(pad_token) or 0)
         self.pad_type_id = padding.get("pad_type_id", 0)
-        self.pad_token = padding.get("pad_token", "[PAD]")
+        # no length: pad to the longest text of the batch
+        self.tokenizer.enable_padding(pad_id=self.pad_id, pad_type_id=self.pad_type_id, pad_token=self.pad_token)
 
     def __call__(self, texts: Sequence[str]) -> Encoded:
         encodings = self.tokenizer.encode_batch(list(texts))

@@ -27,7 +27,11 @@ def _texts_of(tensors: dict[str, np.ndarray]) -> list[str]:
 
 
 def make_tokenizer(config: dict, args: dict):
+    """text BYTES [B, 1] -> the config's outputs among input_ids,
+    attention_mask, token_type_ids (INT64 [B, L]), with the tokenizer.json of
+    the version folder; used by text_tokenizer and clip_tokenizer."""
     tokenize = SentenceTokenizer(_version_dir(args))
+    outputs = [output["name"] for output in config.get("output", [])]
 
     def process(requests):
         answers, groups, owners = [], [], []
@@ -42,7 +46,8 @@ def make_tokenizer(config: dict, args: dict):
         # its own longest text (padding to the execute's longest made every
         # short sentence pay for the longest one in the encoder)
         for index, encoded in zip(owners, tokenize.encode_groups(groups)):
-            answers[index] = encoded.as_dict()
+            arrays = encoded.as_dict()
+            answers[index] = {name: arrays[name] for name in outputs}
         return answers
 
     return process

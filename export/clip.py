@@ -1,0 +1,222 @@
+"""Export a CLIP checkpoint for `clip_image_embedding` and `clip_text_embedding`.
+
+    python export/clip.py [--source PATH_OR_HF_NAME] [--format tensorrt,onnx] [--fp16]
+                          [--output-dir model_repository]
+
+Without --source a CLIPModel of `pipelines.clip.SEEDED_CONFIG` with seeded
+random weights is built (there is no hub here), with the real CLIP tokenizer
+rebuilt from open_clip's BPE file; with it, any CLIP checkpoint (a local
+folder, or a Hugging Face name such as openai/clip-vit-base-patch32).
+Writes checkpoints/clip/ (the reference), clip_tokenizer/1/ (tokenizer.json,
+tokenizer_config.json), clip_image_preprocess/1/preprocessor_config.json and
+the two towers, each with its projection and the L2 normalisation:
+clip_image_encoder/1/model.onnx and clip_text_encoder/1/model.onnx, checked
+against torch; then, by --format priority, TensorRT plans where TensorRT and
+a GPU are. The configs' embedding and pixel_values dims follow the checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from pipelines.clip import (  # noqa: E402
+    CONTEXT_LENGTH,
+    IMAGE_INPUT,
+    OUTPUT_NAME,
+    TEXT_INPUTS,
+    TOKENIZER_FILES,
+    TorchCLIP,
+    checkpoint_dir,
+    copy_checkpoint,
+    seeded_checkpoint,
+)
+from pipelines.export.configs import update_dims  # noqa: E402
+from pipelines.export.formats import Profile, parse_formats, place_network, run_tensorrt_plan  # noqa: E402
+from pipelines.image import hf_processor  # noqa: E402
+from pipelines.image.decode import decode_image  # noqa: E402
+from pipelines.image.testset import photo_samples  # noqa: E402
+from pipelines.text.minilm import SentenceTokenizer  # noqa: E402
+from pipelines.text.sentences import varied_sentences  # noqa: E402
+
+MAX_ABS_DIFF = 1e-4
+MIN_COSINE = 0.99999
+MIN_COSINE_FP16 = 0.999
+MAX_BATCH = {"clip_image_encoder": 16, "clip_text_encoder": 64}
+
+
+def resolve_source(source: str | None, target: Path) -> str:
+    if target.exists():
+        shutil.rmtree(target)
+    if source is None:
+        seeded_checkpoint(target)
+        return "seeded CLIP (pipelines.clip.SEEDED_CONFIG)"
+    if Path(source).is_dir():
+        copy_checkpoint(Path(source), target)
+        return str(source)
+    from huggingface_hub import snapshot_download  # a hub name: needs network or a filled cache
+
+    copy_checkpoint(Path(snapshot_download(source)), target)
+    return source
+
+
+class ImageTower(torch.nn.Module):
+    """get_image_features (vision tower + projection), L2-normalised."""
+
+    def __init__(self, clip):
+        super().__init__()
+        self.clip = clip
+
+    def forward(self, pixel_values):
+        features = self.clip.get_image_features(pixel_values=pixel_values).pooler_output
+        return torch.nn.functional.normalize(features, p=2.0, dim=-1)
+
+
+class TextTower(torch.nn.Module):
+    """get_text_features (text tower + projection), L2-normalised."""
+
+    def __init__(self, clip):
+        super().__init__()
+        self.clip = clip
+
+    def forward(self, input_ids, attention_mask):
+        features = self.clip.get_text_features(input_ids=input_ids, attention_mask=attention_mask).pooler_output
+        return torch.nn.functional.normalize(features, p=2.0, dim=-1)
+
+
+def export_onnx(module, sample: dict, path: Path, dynamic: dict) -> None:
+    torch.onnx.export(
+        module,
+        tuple(torch.from_numpy(a) for a in sample.values()),
+        str(path),
+        input_names=list(sample),
+        output_names=[OUTPUT_NAME],
+        dynamic_axes={**dynamic, OUTPUT_NAME: {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
+
+
+def compare(served: np.ndarray, expected: np.ndarray) -> tuple[float, float]:
+    return float(np.abs(served - expected).max()), float((served * expected).sum(axis=1).min())
+
+
+def check_texts() -> list[str]:
+    long_text = " ".join(["a very long caption that goes on"] * 30)
+    return ["", "   ", "a photo of a cat", "Ein Foto eines Hundes", "一张猫的照片", "🚀 rocket launch", long_text] + varied_sentences(25)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--source", help="local folder or Hugging Face name (default: a seeded small CLIP)")
+    parser.add_argument("--format", default="tensorrt,onnx", help="priority list of tensorrt, onnx (default: tensorrt,onnx)")
+    parser.add_argument("--fp16", action="store_true", help="build the TensorRT plans with FP16 kernels")
+    parser.add_argument("--output-dir", type=Path, default=REPO_ROOT / "model_repository")
+    args = parser.parse_args(argv)
+    formats = parse_formats(args.format)
+    started = time.monotonic()
+    repo = args.output_dir
+
+    checkpoint = checkpoint_dir()
+    origin = resolve_source(args.source, checkpoint)
+    reference = TorchCLIP(checkpoint)
+    spec = hf_processor.ImageProcessorSpec.from_file(checkpoint)
+    height, width = spec.output_size
+    dim = int(reference.model.config.projection_dim)
+
+    tokenizer_dir = repo / "clip_tokenizer" / "1"
+    tokenizer_dir.mkdir(parents=True, exist_ok=True)
+    for name in TOKENIZER_FILES:
+        shutil.copy2(checkpoint / name, tokenizer_dir / name)
+    preprocess_dir = repo / "clip_image_preprocess" / "1"
+    preprocess_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(checkpoint / hf_processor.PREPROCESSOR_CONFIG, preprocess_dir / hf_processor.PREPROCESSOR_CONFIG)
+
+    # the served pre-processing equals transformers' before any network runs
+    pictures = [decode_image(sample.data, "rgb") for sample in photo_samples()[:8]]
+    pixel_values = hf_processor.preprocess(pictures, spec)
+    pixel_diff = float(np.abs(pixel_values - reference.pixel_values(pictures)).max())
+    texts = check_texts()
+    served_tokens = SentenceTokenizer(tokenizer_dir)
+    if served_tokens.max_length != CONTEXT_LENGTH:
+        print(f"export check failed: tokenizer truncates at {served_tokens.max_length}, not {CONTEXT_LENGTH}", file=sys.stderr)
+        return 1
+    ours = served_tokens(texts).as_dict()
+    theirs = reference.tokenize(texts)
+    if pixel_diff > 1e-6 or any(not np.array_equal(ours[name], theirs[name]) for name in TEXT_INPUTS):
+        print(f"export check failed: preprocessing differs from transformers (pixels {pixel_diff:g}, or token ids)", file=sys.stderr)
+        return 1
+
+    import onnxruntime as ort
+
+    expected = {"clip_image_encoder": reference.embed_images(pictures), "clip_text_encoder": reference.embed_texts(texts)}
+    feeds = {"clip_image_encoder": {IMAGE_INPUT: pixel_values}, "clip_text_encoder": theirs}
+    towers = {"clip_image_encoder": ImageTower(reference.model).eval(), "clip_text_encoder": TextTower(reference.model).eval()}
+    dynamic = {
+        "clip_image_encoder": {IMAGE_INPUT: {0: "batch"}},
+        "clip_text_encoder": {name: {0: "batch", 1: "sequence"} for name in TEXT_INPUTS},
+    }
+    samples = {
+        "clip_image_encoder": {IMAGE_INPUT: np.zeros((2, 3, height, width), np.float32)},
+        "clip_text_encoder": {name: array[:2, :8] for name, array in theirs.items()},
+    }
+    report = []
+    for model_name, tower in towers.items():
+        onnx_path = repo / model_name / "1" / "model.onnx"
+        with tempfile.TemporaryDirectory() as scratch:
+            staged = Path(scratch) / "model.onnx"
+            export_onnx(tower, samples[model_name], staged, dynamic[model_name])
+            session = ort.InferenceSession(str(staged), providers=["CPUExecutionProvider"])
+            served = session.run([OUTPUT_NAME], feeds[model_name])[0]
+            diff, cosine = compare(served, expected[model_name])
+            report.append(f"{model_name}: max |diff| {diff:.1e}, min cosine {cosine:.7f}")
+            if diff > MAX_ABS_DIFF or cosine < MIN_COSINE:
+                print(f"export check failed: {report[-1]} (limits {MAX_ABS_DIFF:g}, {MIN_COSINE})", file=sys.stderr)
+                return 1
+            onnx_path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(staged), onnx_path)
+
+    pixel_dims = [3, height, width]
+    update_dims(repo / "clip_image_preprocess" / "config.pbtxt", {IMAGE_INPUT: pixel_dims})
+    update_dims(repo / "clip_image_encoder" / "config.pbtxt", {IMAGE_INPUT: pixel_dims, OUTPUT_NAME: [dim]})
+    for name in ("clip_text_encoder", "clip_image_embedding", "clip_text_embedding"):
+        update_dims(repo / name / "config.pbtxt", {OUTPUT_NAME: [dim]})
+
+    profiles = {
+        "clip_image_encoder": {IMAGE_INPUT: Profile((1, 3, height, width), (4, 3, height, width), (16, 3, height, width))},
+        "clip_text_encoder": {name: Profile((1, 1), (8, 16), (64, CONTEXT_LENGTH)) for name in TEXT_INPUTS},
+    }
+    formats_used = []
+    for model_name in towers:
+
+        def check_plan(plan_path: Path, model_name=model_name) -> None:
+            got = run_tensorrt_plan(plan_path, feeds[model_name], [OUTPUT_NAME])[OUTPUT_NAME]
+            _, cosine = compare(got, expected[model_name])
+            limit = MIN_COSINE_FP16 if args.fp16 else MIN_COSINE
+            print(f"{model_name}: TensorRT plan vs torch: min cosine {cosine:.6f} (limit {limit})")
+            if cosine < limit:
+                raise RuntimeError(f"the plan's min cosine with torch is {cosine:.6f} (limit {limit})")
+
+        placement = place_network(
+            repo / model_name / "1" / "model.onnx", repo / model_name, formats, profiles[model_name], args.fp16, check_plan
+        )
+        formats_used.append(f"{model_name} {placement.format}")
+    print(
+        f"exported {origin} -> {', '.join(formats_used)} in {time.monotonic() - started:.1f} s; D = {dim}; "
+        f"on {len(pictures)} pictures and {len(texts)} texts vs transformers: pixel_values max |diff| {pixel_diff:.1e}, "
+        f"token ids identical; " + "; ".join(report)
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
