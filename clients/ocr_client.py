@@ -21,10 +21,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.client import connect, encoded_bytes_tensor, make_inputs, make_outputs  # noqa: E402
+from pipelines.client import connect, encoded_bytes_tensor, make_inputs, make_outputs, picture_files  # noqa: E402
 
 OUTPUTS = ("boxes", "box_scores", "texts", "text_scores")
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
 def lines_from_outputs(boxes: np.ndarray, box_scores: np.ndarray, texts: np.ndarray, text_scores: np.ndarray) -> list[dict]:
@@ -50,17 +49,6 @@ class OcrClient:
         return lines_from_outputs(*(result.as_numpy(name) for name in OUTPUTS))
 
 
-def image_files(paths: list[str]) -> list[Path]:
-    files = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        else:
-            files.append(path)
-    return files
-
-
 def draw_boxes(image_bytes: bytes, lines: list[dict], out_path: Path) -> None:
     import cv2
 
@@ -84,7 +72,7 @@ def main(argv=None) -> int:
     parser.add_argument("--draw", type=Path, help="write a copy of each image with its boxes drawn into this folder")
     args = parser.parse_args(argv)
 
-    files = image_files(args.images)
+    files = picture_files(args.images)
     client = OcrClient(args.url, args.protocol, args.model, concurrency=args.concurrency)
 
     def one(path: Path) -> dict:

@@ -17,12 +17,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.client import connect, encoded_bytes_tensor, make_inputs  # noqa: E402
+from pipelines.client import connect, encoded_bytes_tensor, make_inputs, picture_files  # noqa: E402
 
 MODEL = "orientation"
 OUTPUT = "probabilities"
 NUM_LABELS = 4
-PICTURE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 def parse_classification(entry) -> tuple[str, float]:
@@ -48,17 +47,6 @@ class OrientationClient:
 
     def close(self) -> None:
         self.client.close()
-
-
-def picture_files(paths: list[Path]) -> list[Path]:
-    """Files as given; folders replaced by their picture files, sorted."""
-    files = []
-    for path in paths:
-        if path.is_dir():
-            files += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in PICTURE_SUFFIXES)
-        else:
-            files.append(path)
-    return files
 
 
 def main(argv=None) -> int:

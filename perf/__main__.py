@@ -9,7 +9,7 @@ import importlib
 from perf.harness import save
 from pipelines.runtime.server import TritonServer
 
-SUITES = ["datatypes", "text_embedding", "ocr"]
+SUITES = ["datatypes", "text_embedding", "ocr", "orientation", "vit", "clip"]
 
 
 def main(argv=None) -> None:

@@ -45,7 +45,40 @@ def ocr_handler():
     return handle
 
 
-HANDLERS = {"text_embedding": text_embedding_handler, "ocr": ocr_handler}
+def _clip():
+    from pipelines.clip import TorchCLIP, checkpoint_dir
+
+    return TorchCLIP(checkpoint_dir())
+
+
+def clip_image_handler():
+    import io
+
+    from PIL import Image
+
+    clip = _clip()
+
+    def handle(body: bytes) -> object:
+        return clip.embed_images([Image.open(io.BytesIO(body))])[0].tolist()
+
+    return handle
+
+
+def clip_text_handler():
+    clip = _clip()
+
+    def handle(body: bytes) -> object:
+        return clip.embed_texts([json.loads(body)["text"]])[0].tolist()
+
+    return handle
+
+
+HANDLERS = {
+    "text_embedding": text_embedding_handler,
+    "ocr": ocr_handler,
+    "clip_image": clip_image_handler,
+    "clip_text": clip_text_handler,
+}
 
 
 async def _serve_async(handle, port: int) -> None:

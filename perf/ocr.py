@@ -34,7 +34,6 @@ def run(server, concurrencies, quick: bool = False) -> str:
             rows.append(run_perf_analyzer(model, server.http_url, c, inputs, measurement_ms=seconds * 1000, fallback_requests=len(data)))
     engine = RapidOCR()
     rows.append(closed_loop(lambda i: (engine(data[i % len(data)]), 1)[1], 1, duration_s=seconds, label=DIRECT))
-    del engine
     with BaselineServer("ocr", free_port(), mode="async") as plain:
         for c in concurrencies:
             rows.append(closed_loop(lambda i: (plain.post(data[i % len(data)]), 1)[1], c, duration_s=seconds, label="RapidOCR async web server"))

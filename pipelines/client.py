@@ -3,6 +3,11 @@ connect over HTTP or gRPC and to build request tensors for either."""
 
 from __future__ import annotations
 
+from collections import deque
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
 import numpy as np
 
 WIRE_TYPES = {
@@ -18,6 +23,7 @@ WIRE_TYPES = {
 }
 
 DEFAULT_URLS = {"http": "localhost:8000", "grpc": "localhost:8001"}
+PICTURE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 def protocol_module(protocol: str):
@@ -62,3 +68,86 @@ def make_outputs(module, names, binary: bool = True) -> list:
 def encoded_bytes_tensor(data: bytes) -> np.ndarray:
     """File bytes as the UINT8 [-1] tensor the image pipelines take."""
     return np.frombuffer(data, dtype=np.uint8)
+
+
+def picture_request(picture: Path | str | bytes) -> dict[str, np.ndarray]:
+    """A picture file (path) or its bytes as the image pipelines' request:
+    `input_image` UINT8 [1, N], one encoded picture."""
+    data = picture if isinstance(picture, bytes) else Path(picture).read_bytes()
+    return {"input_image": encoded_bytes_tensor(data)[None]}
+
+
+def picture_files(paths: Iterable[Path | str], recursive: bool = True) -> list[Path]:
+    """Files as given; folders replaced by their picture files (by extension), sorted."""
+    files = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            listing = path.rglob("*") if recursive else path.iterdir()
+            files += sorted(p for p in listing if p.is_file() and p.suffix.lower() in PICTURE_SUFFIXES)
+        else:
+            files.append(path)
+    return files
+
+
+def error_message(error: BaseException) -> str:
+    """The server's own message for a refused request, else the exception's text."""
+    message = getattr(error, "message", None)
+    return message() if callable(message) else str(error)
+
+
+def infer_each(
+    client,
+    module,
+    model: str,
+    items: Iterable,
+    make_request: Callable[[object], dict[str, np.ndarray]],
+    output_names: Sequence[str],
+    concurrency: int = 1,
+) -> Iterator[tuple[int, dict[str, np.ndarray] | None, str | None]]:
+    """One request per item, at most `concurrency` in flight; yields, in item
+    order, (index, {output name: array}, None) or (index, None, error message).
+
+    `make_request(item)` builds the input tensors; it runs only when the item is
+    sent, so files are read one window at a time, and its OSError or ValueError
+    becomes that item's error. A request the server refuses is that item's
+    error (the server's message); the other items go on. With HTTP, give the
+    client a pool of at least `concurrency` (`connect(..., concurrency=N)`)."""
+    outputs = make_outputs(module, output_names)
+    window: deque = deque()  # (index, wait for the answer or None, problem found before sending)
+    for index, item in enumerate(items):
+        try:
+            window.append((index, _send(client, module, model, make_inputs(module, make_request(item)), outputs), None))
+        except (OSError, ValueError) as error:
+            window.append((index, None, str(error)))
+        # waiting for the oldest keeps answers in item order and memory bounded
+        while len(window) >= max(concurrency, 1):
+            yield _collect(*window.popleft(), output_names)
+    while window:
+        yield _collect(*window.popleft(), output_names)
+
+
+def _send(client, module, model: str, inputs: list, outputs: list) -> Callable[[], object]:
+    """Start one request; returns a function that waits for its result (raising the server's error)."""
+    if module.__name__.endswith("http"):
+        # the HTTP client is not thread-safe: async_infer runs on its own greenlet pool
+        return client.async_infer(model, inputs, outputs=outputs).get_result
+    answer: Future = Future()
+
+    def done(result, error):  # called on one of the gRPC client's threads
+        if error is not None:
+            answer.set_exception(error)
+        else:
+            answer.set_result(result)
+
+    client.async_infer(model, inputs, done, outputs=outputs)
+    return answer.result
+
+
+def _collect(index: int, wait: Callable[[], object] | None, problem: str | None, output_names: Sequence[str]):
+    if wait is None:
+        return index, None, problem
+    try:
+        result = wait()
+    except Exception as error:  # the server refused this item: report it, go on with the others
+        return index, None, error_message(error)
+    return index, {name: result.as_numpy(name) for name in output_names}, None

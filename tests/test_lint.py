@@ -141,3 +141,155 @@ def test_cli_exit_code(repo, capsys):
     edit(repo, "datatypes_model2", 'name: "datatypes_model2"', 'name: "x"')
     assert main([str(repo)]) == 1
     assert "datatypes_model2/config.pbtxt: name:" in capsys.readouterr().out
+
+
+# ------------------------------------------------- custom configurations
+# <model>/configs/<name>.pbtxt, served by tritonserver --model-config-name=<name>
+
+
+TRT = "datatypes_onnx/configs/tensorrt.pbtxt"
+
+
+def tensorrt_text(repo: Path) -> str:
+    """datatypes_onnx's config.pbtxt as the export's TensorRT custom config would be."""
+    text = (repo / "datatypes_onnx" / "config.pbtxt").read_text()
+    text = text.replace('backend: "onnxruntime"', 'platform: "tensorrt_plan"\ndefault_model_filename: "model.plan"')
+    text = text.replace("kind: KIND_CPU", "kind: KIND_GPU")
+    return "\n".join(line for line in text.splitlines() if not line.startswith("parameters"))
+
+
+def write_custom(repo: Path, relpath: str, text: str) -> Path:
+    path = repo / relpath
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def trt_repo(repo) -> Path:
+    """`repo` plus a clean TensorRT custom config for datatypes_onnx (and a dummy plan)."""
+    (repo / "datatypes_onnx" / "1" / "model.plan").write_bytes(b"not a real engine")
+    write_custom(repo, TRT, tensorrt_text(repo))
+    return repo
+
+
+def edit_custom(repo: Path, relpath: str, old: str, new: str) -> None:
+    path = repo / relpath
+    text = path.read_text()
+    assert old in text, f"seed text not found in {relpath}: {old}"
+    path.write_text(text.replace(old, new, 1))
+
+
+def assert_found_at(repo: Path, relpath: str, field: str, words: str) -> None:
+    found = [(str(Path(f.path).relative_to(repo)), f.field, f.message) for f in lint_repository(repo)]
+    assert any(p == relpath and f == field and words in m for p, f, m in found), found
+
+
+def test_clean_custom_configs_have_no_finding(trt_repo):
+    # a Python model's alternative config (more instances) and an ensemble's, next to the TensorRT one
+    text = (trt_repo / "datatypes_model1" / "config.pbtxt").read_text()
+    write_custom(trt_repo, "datatypes_model1/configs/busy.pbtxt", text.replace("count: 1", "count: 4"))
+    write_custom(trt_repo, "datatypes/configs/busy.pbtxt", (trt_repo / "datatypes" / "config.pbtxt").read_text())
+    write_custom(trt_repo, "datatypes/configs/README.md", "not a config: ignored")
+    assert [str(f) for f in lint_repository(trt_repo)] == []
+
+
+def test_custom_config_syntax_error(trt_repo):
+    edit_custom(trt_repo, TRT, "max_batch_size: 16", "max_batch_size: 16\nmax_batchsize: 4")
+    assert_found_at(trt_repo, TRT, "syntax", "max_batchsize")
+
+
+def test_custom_config_syntax_checked_when_config_pbtxt_is_broken(trt_repo):
+    edit(trt_repo, "datatypes_onnx", "max_batch_size: 16", "max_batch_size: sixteen")
+    edit_custom(trt_repo, TRT, 'platform: "tensorrt_plan"', 'platfrom: "tensorrt_plan"')
+    assert_found_at(trt_repo, "datatypes_onnx/config.pbtxt", "syntax", "sixteen")
+    assert_found_at(trt_repo, TRT, "syntax", "platfrom")
+
+
+def test_custom_config_name_must_match_folder(trt_repo):
+    edit_custom(trt_repo, TRT, 'name: "datatypes_onnx"', 'name: "tensorrt"')
+    assert_found_at(trt_repo, TRT, "name", "'tensorrt' does not match the folder name 'datatypes_onnx'")
+
+
+def test_custom_config_needs_its_own_model_file(trt_repo):
+    (trt_repo / "datatypes_onnx" / "1" / "model.plan").unlink()
+    assert_found_at(trt_repo, TRT, "backend", "1/model.plan is missing")
+    # without default_model_filename the platform decides the file
+    edit_custom(trt_repo, TRT, 'default_model_filename: "model.plan"', "")
+    assert_found_at(trt_repo, TRT, "backend", "1/model.plan is missing")
+    # config.pbtxt itself is fine: its model.onnx is there
+    assert all(not f.path.endswith("config.pbtxt") for f in lint_repository(trt_repo))
+
+
+def test_custom_config_without_backend_or_platform(trt_repo):
+    edit_custom(trt_repo, TRT, 'platform: "tensorrt_plan"', "")
+    assert_found_at(trt_repo, TRT, "backend", "neither backend nor platform is set")
+
+
+def test_custom_config_unbounded_queue(trt_repo):
+    edit_custom(trt_repo, TRT, "default_queue_policy { max_queue_size: 64 }", "")
+    assert_found_at(trt_repo, TRT, "dynamic_batching.default_queue_policy.max_queue_size", "bounded")
+
+
+def test_custom_config_batching_without_dynamic_batching(trt_repo):
+    path = trt_repo / TRT
+    text = path.read_text()
+    path.write_text(text[: text.index("dynamic_batching")])
+    assert_found_at(trt_repo, TRT, "dynamic_batching", "no dynamic_batching block")
+
+
+def test_custom_config_tensor_names_must_match_config_pbtxt(trt_repo):
+    edit_custom(trt_repo, TRT, 'name: "x_fp32"', 'name: "x_float"')
+    edit_custom(trt_repo, TRT, '{ name: "y_bool" data_type: TYPE_BOOL dims: [ -1 ] }', "")
+    edit_custom(trt_repo, TRT, '{ name: "y_uint8" data_type: TYPE_UINT8 dims: [ -1 ] },', '{ name: "y_uint8" data_type: TYPE_UINT8 dims: [ -1 ] }')
+    assert_found_at(trt_repo, TRT, "input[x_float].name", "not an input of config.pbtxt")
+    assert_found_at(trt_repo, TRT, "input", "'x_fp32' of config.pbtxt is not declared")
+    assert_found_at(trt_repo, TRT, "output", "'y_bool' of config.pbtxt is not declared")
+
+
+def test_custom_config_dtypes_must_match_config_pbtxt(trt_repo):
+    edit_custom(trt_repo, TRT, '{ name: "x_fp16" data_type: TYPE_FP16', '{ name: "x_fp16" data_type: TYPE_FP32')
+    edit_custom(trt_repo, TRT, '{ name: "y_int64" data_type: TYPE_INT64', '{ name: "y_int64" data_type: TYPE_INT32')
+    assert_found_at(trt_repo, TRT, "input[x_fp16].data_type", "TYPE_FP32 but config.pbtxt has TYPE_FP16")
+    assert_found_at(trt_repo, TRT, "output[y_int64].data_type", "TYPE_INT32 but config.pbtxt has TYPE_INT64")
+
+
+def test_custom_config_batch_axis_must_match_config_pbtxt(trt_repo):
+    # a smaller max_batch_size is fine (the TensorRT profile caps it); dropping the batch axis is not
+    edit_custom(trt_repo, TRT, "max_batch_size: 16", "max_batch_size: 4")
+    assert lint_repository(trt_repo) == []
+    edit_custom(trt_repo, TRT, "max_batch_size: 4", "max_batch_size: 0")
+    assert_found_at(trt_repo, TRT, "max_batch_size", "0 but config.pbtxt has 16")
+
+
+def test_custom_onnx_config_checked_against_the_graph(repo):
+    # a custom config may keep ONNX Runtime (say on GPU instances): its tensors are checked against the graph too
+    text = (repo / "datatypes_onnx" / "config.pbtxt").read_text().replace("kind: KIND_CPU", "kind: KIND_GPU")
+    text = text.replace('{ name: "x_uint8" data_type: TYPE_UINT8 dims: [ -1 ]', '{ name: "x_uint8" data_type: TYPE_UINT8 dims: [ -1, 3 ]')
+    write_custom(repo, "datatypes_onnx/configs/gpu.pbtxt", text)
+    assert_found_at(repo, "datatypes_onnx/configs/gpu.pbtxt", "input[x_uint8].dims", "rank 3 (with batch) but the graph has rank 2")
+
+
+def test_custom_ensemble_config_wiring(repo):
+    text = (repo / "datatypes" / "config.pbtxt").read_text()
+    write_custom(repo, "datatypes/configs/other.pbtxt", text.replace('model_name: "datatypes_model2"', 'model_name: "datatypes_model3"'))
+    assert_found_at(repo, "datatypes/configs/other.pbtxt", "ensemble_scheduling.step[1].model_name", "'datatypes_model3' is not in the repository")
+    # the version folder is a folder matter: reported once, on config.pbtxt
+    shutil.rmtree(repo / "datatypes" / "1")
+    found = [f for f in lint_repository(repo) if f.field == "version"]
+    assert [Path(f.path).name for f in found] == ["config.pbtxt"], found
+
+
+def test_cli_names_the_custom_config(trt_repo, capsys):
+    from pipelines.lint.__main__ import main
+
+    assert main([str(trt_repo)]) == 0
+    assert "(1 custom config in <model>/configs/)" in capsys.readouterr().err
+    edit_custom(trt_repo, TRT, 'name: "datatypes_onnx"', 'name: "x"')
+    assert main([str(trt_repo)]) == 1
+    assert "datatypes_onnx/configs/tensorrt.pbtxt: name:" in capsys.readouterr().out
+
+
+def test_unreadable_onnx_file_is_a_finding(repo):
+    (repo / "datatypes_onnx" / "1" / "model.onnx").write_bytes(b"not an onnx file")
+    assert_found(repo, "datatypes_onnx", "backend", "1/model.onnx cannot be read as ONNX")

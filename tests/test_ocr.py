@@ -13,11 +13,10 @@ import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from PIL import Image
-from tritonclient.utils import InferenceServerException
+from triton_helpers import grpc_fire_all, make_inputs
 
 from pipelines.client import encoded_bytes_tensor
 from pipelines.ocr.testset import encode, render_lines, samples, sixteen_bit_png
-from triton_helpers import grpc_fire_all, make_inputs
 
 OUTPUTS = ("boxes", "box_scores", "texts", "text_scores")
 BOX_TOLERANCE_PX = 2

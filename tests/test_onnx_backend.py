@@ -8,10 +8,16 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from triton_helpers import (
+    counts_since,
+    grpc_fire_all,
+    make_inputs,
+    make_outputs,
+    settled_counts,
+)
 from tritonclient.utils import InferenceServerException
 
 from pipelines.datatypes_onnx import CASES, reference_outputs
-from triton_helpers import grpc_fire_all, make_inputs, make_outputs, model_counts
 
 OUTPUT_NAMES = [case.output for case in CASES]
 
@@ -48,14 +54,14 @@ def test_every_dtype_over_grpc(grpc_client):
 
 
 def test_mixed_shapes_and_batch_sizes_each_get_their_rows(http_client, grpc_client):
-    before = model_counts(http_client, "datatypes_onnx")
+    before = settled_counts(http_client, "datatypes_onnx")
     shapes = [(1, 4), (2, 4), (3, 7), (1, 7), (4, 4), (2, 9), (1, 4), (3, 7)] * 4
     samples = [feeds(batch, length, seed=10 + i) for i, (batch, length) in enumerate(shapes)]
     requests = [make_inputs(grpcclient, sent) for sent in samples]
     for sent, (result, error, _) in zip(samples, grpc_fire_all(grpc_client, "datatypes_onnx", requests)):
         assert error is None, error
         assert_matches_reference(sent, result)
-    inferences, executions = (a - b for a, b in zip(model_counts(http_client, "datatypes_onnx"), before))
+    inferences, executions = counts_since(http_client, "datatypes_onnx", before, sum(batch for batch, _ in shapes))
     assert inferences == sum(batch for batch, _ in shapes)
     assert executions < len(shapes)
 

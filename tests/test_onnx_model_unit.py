@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_onnx_backend import feeds
 
 from pipelines.datatypes_onnx import reference_outputs
 from pipelines.serving.onnx_model import OnnxModel, choose_providers
 from pipelines.serving.tensors import RequestError
-from test_onnx_backend import feeds
 
 MODEL_DIR = Path(__file__).resolve().parents[1] / "model_repository" / "datatypes_onnx"
 

@@ -13,12 +13,18 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from triton_helpers import (
+    counts_since,
+    grpc_fire_all,
+    make_inputs,
+    make_outputs,
+    settled_counts,
+)
 from tritonclient.utils import InferenceServerException
 
 from pipelines.client import encoded_bytes_tensor
 from pipelines.image import orientation, testset
 from pipelines.runtime.server import DEFAULT_REPOSITORY
-from triton_helpers import grpc_fire_all, make_inputs, make_outputs, model_counts
 
 TOLERANCE = 1e-4
 MODEL = "orientation"
@@ -147,7 +153,7 @@ def test_mixed_good_and_bad_burst(grpc_client, http_client, samples, reference):
     for k, case in enumerate(bad):
         kinds.insert(2 * k + 1, ("bad", case))
     requests = [grpc_request(samples[x].data if kind == "good" else x[1]) for kind, x in kinds]
-    before = model_counts(http_client, "image_decode")
+    before = settled_counts(http_client, "image_decode")
     answers = grpc_fire_all(grpc_client, MODEL, requests)
     for (kind, x), (result, error, _) in zip(kinds, answers):
         if kind == "good":
@@ -155,17 +161,17 @@ def test_mixed_good_and_bad_burst(grpc_client, http_client, samples, reference):
             np.testing.assert_allclose(result.as_numpy(OUTPUT)[0], reference[x][1], atol=TOLERANCE)
         else:
             assert error is not None and x[2] in str(error), (x[0], error)
-    inferences, executions = (a - b for a, b in zip(model_counts(http_client, "image_decode"), before))
+    inferences, executions = counts_since(http_client, "image_decode", before, len(requests))
     assert inferences == len(requests)
     print(f"\nimage_decode: {inferences} requests in {executions} executes")
 
 
 def test_concurrent_requests_are_batched(grpc_client, http_client, samples):
-    before = model_counts(http_client, "orientation_classifier")
+    before = settled_counts(http_client, "orientation_classifier")
     requests = [grpc_request(samples[i % len(samples)].data) for i in range(48)]
     answers = grpc_fire_all(grpc_client, MODEL, requests)
     assert all(error is None for _, error, _ in answers)
-    inferences, executions = (a - b for a, b in zip(model_counts(http_client, "orientation_classifier"), before))
+    inferences, executions = counts_since(http_client, "orientation_classifier", before, 48)
     print(f"\norientation_classifier: {inferences} images in {executions} executions")
     assert inferences == 48 and executions < inferences
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 import tritonclient.grpc as grpcclient
-
 from triton_helpers import grpc_fire_all, make_inputs
 
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -11,12 +10,16 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 from pipelines.runtime.distribution import REPO_ROOT, assemble_backend_dir
-from pipelines.runtime.server import ServerStartError, TritonServer, error_lines, free_port
+from pipelines.runtime.server import (
+    ServerStartError,
+    TritonServer,
+    error_lines,
+    free_port,
+)
 
 
 def test_backend_dir_has_python_backend_stub_and_onnxruntime(tmp_path):

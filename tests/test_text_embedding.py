@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from triton_helpers import counts_since, grpc_fire_all, make_inputs, settled_counts
 from tritonclient.utils import InferenceServerException
 
 from pipelines.text.minilm import packaged_model_dir
 from pipelines.text.sentences import varied_sentences
-from triton_helpers import grpc_fire_all, make_inputs, model_counts
 
 MIN_COSINE = 0.9999
 
@@ -36,7 +36,7 @@ def reference(sentences):
 
 
 def test_served_embeddings_match_sentence_transformers(grpc_client, http_client, sentences, reference):
-    before = model_counts(http_client, "text_encoder")
+    before = settled_counts(http_client, "text_encoder")
     sizes = [1, 3, 8, 16, 2, 5] * 20
     requests, spans, start = [], [], 0
     for size in sizes:
@@ -55,18 +55,18 @@ def test_served_embeddings_match_sentence_transformers(grpc_client, http_client,
     print(f"\ntext_embedding vs sentence-transformers on {len(sentences)} texts: min cosine {cosines.min():.6f}, mean {cosines.mean():.7f}")
     assert cosines.min() >= MIN_COSINE, f"worst: {sentences[worst]!r} cosine {cosines[worst]}"
     np.testing.assert_allclose(np.linalg.norm(served, axis=1), 1.0, atol=1e-5)
-    inferences, _ = (a - b for a, b in zip(model_counts(http_client, "text_encoder"), before))
+    inferences, _ = counts_since(http_client, "text_encoder", before, len(sentences))
     assert inferences == len(sentences)
 
 
 def test_same_length_requests_are_batched_by_the_encoder(grpc_client, http_client, reference, sentences):
     # each request is padded to its own longest text, so requests of equal
     # token length share a shape and the encoder batches them
-    before = model_counts(http_client, "text_encoder")
+    before = settled_counts(http_client, "text_encoder")
     requests = [make_inputs(grpcclient, {"text": text_tensor([f"request number {i:03d} of many"])}) for i in range(24)]
     answers = grpc_fire_all(grpc_client, "text_embedding", requests)
     assert all(error is None for _, error, _ in answers)
-    inferences, executions = (a - b for a, b in zip(model_counts(http_client, "text_encoder"), before))
+    inferences, executions = counts_since(http_client, "text_encoder", before, 24)
     assert inferences == 24 and executions < 24
 
 
@@ -120,7 +120,9 @@ def test_text2ids_hello_world(http_client, grpc_client):
 
 
 def test_text2ids_matches_bert_basic_tokenizer(http_client, sentences):
-    from transformers.models.bert.tokenization_bert_legacy import BasicTokenizer  # transformers 5 keeps the Python one here
+    from transformers.models.bert.tokenization_bert_legacy import (
+        BasicTokenizer,  # transformers 5 keeps the Python one here
+    )
 
     basic = BasicTokenizer(do_lower_case=True)
     for text in sentences[:80]:

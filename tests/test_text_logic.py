@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipelines.text.minilm import SentenceTokenizer, decode_utf8, l2_normalize, mean_pool, packaged_model_dir
+from pipelines.text.minilm import (
+    SentenceTokenizer,
+    decode_utf8,
+    l2_normalize,
+    mean_pool,
+    packaged_model_dir,
+)
 from pipelines.text.sentences import varied_sentences
 
 

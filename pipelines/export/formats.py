@@ -163,12 +163,16 @@ def place_network(
     plan_path = model_dir / "1" / PLAN_FILENAME
     trt_config = model_dir / "configs" / f"{TENSORRT_CONFIG_NAME}.pbtxt"
     notes: list[str] = []
+
+    def remove_tensorrt_files() -> None:
+        for stale in (plan_path, trt_config):
+            if stale.exists():
+                stale.unlink()
+                notes.append(f"removed {stale} (TensorRT was not chosen this time)")
+
     for fmt in formats:
         if fmt == "onnx":
-            for stale in (plan_path, trt_config):
-                if stale.exists():
-                    stale.unlink()
-                    notes.append(f"removed {stale} (TensorRT was not chosen this time)")
+            remove_tensorrt_files()
             log(f"{model_dir.name}: serving format onnx ({onnx_path})")
             return Placement("onnx", [onnx_path], notes)
         try:
@@ -176,7 +180,7 @@ def place_network(
             if check_plan is not None:
                 check_plan(plan_path)
         except Exception as error:  # FormatUnavailable, a TensorRT error or a failed check
-            plan_path.unlink(missing_ok=True)
+            remove_tensorrt_files()
             message = f"{model_dir.name}: TensorRT not used: {error}"
             log(message + (" -> falling back to " + formats[formats.index(fmt) + 1] if fmt != formats[-1] else ""))
             notes.append(message)

@@ -33,6 +33,12 @@ MAX_ASPECT_RATIO = 32.0
 picture would allocate a 224 x 1.8 million one."""
 
 
+SHORT_SIDE_BY_DEFAULT = ("CLIP",)
+"""Prefixes of the processor classes (CLIPImageProcessor, CLIPFeatureExtractor,
+...) whose integer `size` means the short side (their default_to_square is
+False); for the others it means a square."""
+
+
 @dataclass(frozen=True)
 class ImageProcessorSpec:
     """The fields of a preprocessor_config.json that decide the pixels."""
@@ -51,8 +57,10 @@ class ImageProcessorSpec:
     @classmethod
     def from_dict(cls, config: dict) -> "ImageProcessorSpec":
         size = config.get("size", {"height": 224, "width": 224})
-        if isinstance(size, int):  # old configs: an int means a square unless default_to_square is false
-            size = {"shortest_edge": size} if config.get("default_to_square") is False else {"height": size, "width": size}
+        if isinstance(size, int):  # older configs (openai/clip-vit-base-patch32: "size": 224)
+            kind = config.get("image_processor_type") or config.get("feature_extractor_type") or ""
+            square = config.get("default_to_square", not kind.startswith(SHORT_SIDE_BY_DEFAULT))
+            size = {"height": size, "width": size} if square else {"shortest_edge": size}
         crop = config.get("crop_size")
         if isinstance(crop, int):
             crop = {"height": crop, "width": crop}
@@ -112,14 +120,16 @@ def center_crop(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return image[top : top + height, left : left + width]
 
 
-def check_picture(image: np.ndarray) -> None:
+def check_picture(image: np.ndarray, short_side_resize: bool = True) -> None:
+    """ValueError for anything but a non-empty uint8 HxWx3 picture, and, when
+    the resize keeps the aspect ratio, for sides more than MAX_ASPECT_RATIO apart."""
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         described = f"{image.dtype} {list(image.shape)}" if isinstance(image, np.ndarray) else type(image).__name__
         raise ValueError(f"expected a uint8 HxWx3 RGB image, got {described}")
     height, width = image.shape[:2]
     if min(height, width) < 1:
         raise ValueError(f"empty image {width}x{height}")
-    if max(height, width) / min(height, width) > MAX_ASPECT_RATIO:
+    if short_side_resize and max(height, width) / min(height, width) > MAX_ASPECT_RATIO:
         raise ValueError(f"image is {width}x{height} pixels: sides more than {MAX_ASPECT_RATIO:g} times apart are refused")
 
 
@@ -127,7 +137,7 @@ def resize_and_crop(image: np.ndarray, spec: ImageProcessorSpec) -> np.ndarray:
     """Steps 2-3 on one RGB uint8 HxWx3 picture -> uint8 hxwx3."""
     from PIL import Image
 
-    check_picture(image)
+    check_picture(image, short_side_resize=spec.do_resize and "shortest_edge" in spec.size)
     if spec.do_resize:
         height, width = resize_target(image.shape[0], image.shape[1], spec.size)
         image = np.asarray(Image.fromarray(image).resize((width, height), resample=spec.resample))

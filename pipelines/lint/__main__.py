@@ -4,7 +4,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipelines.lint.checks import lint_repository
+from pipelines.lint.checks import custom_config_paths, lint_repository
 
 
 def main(argv=None) -> int:
@@ -14,8 +14,11 @@ def main(argv=None) -> int:
     findings = [f for repo in args.repositories for f in lint_repository(repo)]
     for finding in findings:
         print(finding)
-    count = sum(1 for repo in args.repositories for p in repo.iterdir() if (p / "config.pbtxt").exists())
-    print(f"lint: {count} models, {len(findings)} findings", file=sys.stderr)
+    folders = [p for repo in args.repositories for p in repo.iterdir() if p.is_dir()]
+    count = sum(1 for p in folders if (p / "config.pbtxt").exists())
+    custom = sum(len(custom_config_paths(p)) for p in folders)
+    extra = f" ({custom} custom config{'s' if custom != 1 else ''} in <model>/configs/)" if custom else ""
+    print(f"lint: {count} models{extra}, {len(findings)} findings", file=sys.stderr)
     return 1 if findings else 0
 
 

@@ -1,11 +1,19 @@
 """Checks for a Triton model repository; every finding names the file and field.
 
 Configs are parsed against Triton's own model-config schema (the protobuf
-that tritonclient ships), so a typo in a field name is a finding too."""
+that tritonclient ships), so a typo in a field name is a finding too.
+
+Custom configurations: a model folder may hold `configs/<name>.pbtxt`, which
+`tritonserver --model-config-name=<name>` serves instead of config.pbtxt
+(models without that file keep config.pbtxt). Each one is checked like
+config.pbtxt (syntax, name, the file its backend/platform needs, batching
+convention, ensemble wiring, ONNX graph) and must be a drop-in replacement:
+the same input and output names and data types as config.pbtxt, and the same
+batch axis, since ensembles and clients are written against config.pbtxt."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from google.protobuf import text_format
@@ -61,13 +69,24 @@ def dtype_name(value: int) -> str:
     return mc.DataType.Name(value)
 
 
+CUSTOM_CONFIG_DIR = "configs"
+
+
 @dataclass
 class ModelEntry:
+    """One config of a model folder: config.pbtxt, or the custom
+    configuration `configs/<custom_name>.pbtxt` (then `custom_name` is set)."""
+
     folder: Path
     config: mc.ModelConfig
+    custom_name: str | None = None
+    custom: dict[str, "ModelEntry"] = field(default_factory=dict)
+    """config.pbtxt's entry only: its custom configurations by name."""
 
     @property
     def config_path(self) -> str:
+        if self.custom_name is not None:
+            return str(self.folder / CUSTOM_CONFIG_DIR / f"{self.custom_name}.pbtxt")
         return str(self.folder / "config.pbtxt")
 
     def inputs(self) -> dict[str, mc.ModelInput]:
@@ -100,9 +119,33 @@ def parse_config(path: Path) -> tuple[mc.ModelConfig | None, Finding | None]:
     return config, None
 
 
+def custom_config_paths(folder: Path) -> list[Path]:
+    """`<model>/configs/*.pbtxt`, sorted (what --model-config-name can select)."""
+    configs = folder / CUSTOM_CONFIG_DIR
+    if not configs.is_dir():
+        return []
+    return sorted(p for p in configs.iterdir() if p.suffix == ".pbtxt" and p.is_file())
+
+
+def load_custom_configs(folder: Path) -> tuple[dict[str, ModelEntry], list[Finding]]:
+    custom, findings = {}, []
+    for path in custom_config_paths(folder):
+        config, problem = parse_config(path)
+        if problem:
+            findings.append(problem)
+            continue
+        custom[path.stem] = ModelEntry(folder, config, custom_name=path.stem)
+    return custom, findings
+
+
 def load_repository(root: Path) -> tuple[dict[str, ModelEntry], list[Finding]]:
+    """config.pbtxt of every model folder, with its custom configurations
+    attached (`entry.custom`). Custom configurations of a folder whose
+    config.pbtxt is missing or broken are only checked for syntax."""
     models, findings = {}, []
     for folder in sorted(p for p in Path(root).iterdir() if p.is_dir() and not p.name.startswith(".")):
+        custom, problems = load_custom_configs(folder)
+        findings += problems
         config_path = folder / "config.pbtxt"
         if not config_path.exists():
             findings.append(Finding(str(config_path), "file", "model folder has no config.pbtxt"))
@@ -111,7 +154,7 @@ def load_repository(root: Path) -> tuple[dict[str, ModelEntry], list[Finding]]:
         if problem:
             findings.append(problem)
             continue
-        models[folder.name] = ModelEntry(folder, config)
+        models[folder.name] = ModelEntry(folder, config, custom=custom)
     return models, findings
 
 
@@ -130,7 +173,7 @@ def check_basics(entry: ModelEntry) -> list[Finding]:
             if tensor.data_type == mc.TYPE_INVALID:
                 found.append(Finding(path, f"{section}[{tensor.name}].data_type", "missing data_type"))
     versions = entry.version_dirs()
-    if not versions:
+    if not versions and entry.custom_name is None:  # a folder matter: reported once, on config.pbtxt
         found.append(Finding(path, "version", f"no numeric version folder (e.g. {entry.folder.name}/1/)"))
     model_file = None if entry.is_ensemble else entry.model_file()
     for version in versions:
@@ -243,7 +286,11 @@ def check_onnx(entry: ModelEntry) -> list[Finding]:
             continue  # reported by check_basics
         import onnx
 
-        graph = onnx.load(str(model_path), load_external_data=False).graph
+        try:
+            graph = onnx.load(str(model_path), load_external_data=False).graph
+        except Exception as error:  # not an ONNX protobuf (truncated, a placeholder file)
+            found.append(Finding(path, "backend", f"{version.name}/{model_path.name} cannot be read as ONNX: {type(error).__name__}: {error}"))
+            continue
         initializers = {init.name for init in graph.initializer}
         for section, declared, graph_tensors in (
             ("input", cfg.input, [t for t in graph.input if t.name not in initializers]),
@@ -274,11 +321,52 @@ def check_onnx(entry: ModelEntry) -> list[Finding]:
     return found
 
 
+def check_custom_interface(entry: ModelEntry, base: ModelEntry) -> list[Finding]:
+    """A custom configuration must be a drop-in replacement for config.pbtxt:
+    the same input and output names with the same data types, and the same
+    batch axis (max_batch_size 0 or not), because ensembles (checked against
+    config.pbtxt) and clients do not know which of the two the server loaded."""
+    cfg, path, found = entry.config, entry.config_path, []
+    base_name = Path(base.config_path).name
+    for section, mine, theirs in (("input", entry.inputs(), base.inputs()), ("output", entry.outputs(), base.outputs())):
+        for name, tensor in mine.items():
+            if name not in theirs:
+                found.append(
+                    Finding(path, f"{section}[{name}].name", f"not an {section} of {base_name} (has {sorted(theirs)}); a custom config must be a drop-in replacement")
+                )
+            elif tensor.data_type != theirs[name].data_type:
+                found.append(
+                    Finding(
+                        path,
+                        f"{section}[{name}].data_type",
+                        f"{dtype_name(tensor.data_type)} but {base_name} has {dtype_name(theirs[name].data_type)}",
+                    )
+                )
+        for name in theirs:
+            if name not in mine:
+                found.append(Finding(path, section, f"'{name}' of {base_name} is not declared; a custom config must be a drop-in replacement"))
+    if (cfg.max_batch_size > 0) != (base.config.max_batch_size > 0):
+        found.append(
+            Finding(
+                path,
+                "max_batch_size",
+                f"{cfg.max_batch_size} but {base_name} has {base.config.max_batch_size}: "
+                "one has a batch axis and the other not, so request shapes differ",
+            )
+        )
+    return found
+
+
+def check_config(entry: ModelEntry, models: dict[str, ModelEntry]) -> list[Finding]:
+    """The checks every config file gets, config.pbtxt or custom."""
+    return check_basics(entry) + check_batching_convention(entry) + check_ensemble(entry, models) + check_onnx(entry)
+
+
 def lint_repository(root: Path) -> list[Finding]:
     models, findings = load_repository(Path(root))
     for entry in models.values():
-        findings += check_basics(entry)
-        findings += check_batching_convention(entry)
-        findings += check_ensemble(entry, models)
-        findings += check_onnx(entry)
+        findings += check_config(entry, models)
+        for custom in entry.custom.values():
+            findings += check_config(custom, models)
+            findings += check_custom_interface(custom, entry)
     return sorted(findings)

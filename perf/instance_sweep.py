@@ -1,0 +1,76 @@
+"""How many instances should a model run? Serve a copy of the repository
+with the model's instance_group count set to each value in turn, and measure
+an entry model with perf_analyzer at the given concurrencies (real inputs).
+
+    python -m perf.instance_sweep image_decode --counts 1,2,4 --entry clip_image_embedding --concurrency 4,8
+
+The copy links every file of model_repository/ (nothing is duplicated) and
+rewrites only the swept model's config.pbtxt. Prints one table."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from perf.harness import format_table, run_perf_analyzer, write_input_data
+from pipelines.client import encoded_bytes_tensor
+from pipelines.image.testset import photo_samples
+from pipelines.runtime.server import DEFAULT_REPOSITORY, TritonServer
+
+
+def linked_copy(source: Path, target: Path) -> Path:
+    """`source` as a tree of symlinks to its files."""
+    shutil.copytree(source, target, copy_function=os.symlink, ignore=shutil.ignore_patterns("__pycache__"))
+    return target
+
+
+def set_instance_count(config_path: Path, count: int) -> None:
+    text = config_path.read_text()
+    updated, n = re.subn(r"(instance_group \[ \{ count: )\d+", rf"\g<1>{count}", text)
+    if n != 1:
+        raise ValueError(f"{config_path}: expected one 'instance_group [ {{ count: N' line, found {n}")
+    config_path.unlink()  # a symlink: write a real file in its place
+    config_path.write_text(updated)
+
+
+def sweep(model: str, counts: list[int], entry: str, concurrencies: list[int], seconds: float) -> str:
+    pictures = [sample.data for sample in photo_samples()]
+    scratch = Path(tempfile.mkdtemp(prefix="perf-sweep-"))
+    data = write_input_data([{"input_image": encoded_bytes_tensor(p)} for p in pictures], scratch / "inputs.json")
+    rows = []
+    for count in counts:
+        repository = linked_copy(DEFAULT_REPOSITORY, scratch / f"repository-{count}")
+        set_instance_count(repository / model / "config.pbtxt", count)
+        with TritonServer(repositories=[repository]) as server:
+            for c in concurrencies:
+                rows.append(
+                    run_perf_analyzer(entry, server.http_url, c, data, measurement_ms=int(seconds * 1000), label=f"{entry}, {model} x{count}")
+                )
+        shutil.rmtree(repository)
+    return format_table(rows, "images")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", help="model whose instance count is swept")
+    parser.add_argument("--counts", default="1,2,4")
+    parser.add_argument("--entry", required=True, help="model perf_analyzer drives (takes input_image)")
+    parser.add_argument("--concurrency", default="4,8")
+    parser.add_argument("--seconds", type=float, default=8.0)
+    args = parser.parse_args(argv)
+    table = sweep(
+        args.model,
+        [int(c) for c in args.counts.split(",")],
+        args.entry,
+        [int(c) for c in args.concurrency.split(",")],
+        args.seconds,
+    )
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
