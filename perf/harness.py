@@ -170,3 +170,39 @@ def save(name: str, table: str) -> Path:
     path = RESULTS_DIR / f"{name}.md"
     path.write_text(table + "\n")
     return path
+
+
+def model_stats(url: str, models: Sequence[str]) -> dict[str, dict[str, int]]:
+    """Cumulative counters of each model's latest version: inferences,
+    executions, and queue / compute nanoseconds (Triton's statistics API)."""
+    import tritonclient.http as httpclient
+
+    client = httpclient.InferenceServerClient(url)
+    try:
+        out = {}
+        for model in models:
+            entry = client.get_inference_statistics(model_name=model)["model_stats"][0]
+            stats = entry["inference_stats"]
+            out[model] = {
+                "inferences": int(entry.get("inference_count", 0)),
+                "executions": int(entry.get("execution_count", 0)),
+                "queue_ns": int(stats["queue"]["ns"]),
+                "compute_ns": sum(int(stats[k]["ns"]) for k in ("compute_input", "compute_infer", "compute_output")),
+            }
+        return out
+    finally:
+        client.close()
+
+
+def time_shares(before: dict, after: dict) -> str:
+    """Per composing model between two model_stats readings: items per
+    execution, and mean queue and compute milliseconds per execution."""
+    parts = []
+    for model in after:
+        d = {k: after[model][k] - before[model][k] for k in after[model]}
+        executions = max(d["executions"], 1)
+        parts.append(
+            f"{model} {d['inferences'] / executions:.1f} items/exec, "
+            f"queue {d['queue_ns'] / executions / 1e6:.1f} ms, compute {d['compute_ns'] / executions / 1e6:.1f} ms"
+        )
+    return "; ".join(parts)

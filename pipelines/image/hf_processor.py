@@ -27,6 +27,8 @@ from typing import Sequence
 
 import numpy as np
 
+from pipelines.image.lut import apply_tables, channel_tables
+
 PREPROCESSOR_CONFIG = "preprocessor_config.json"
 MAX_ASPECT_RATIO = 32.0
 """Our guard (transformers has none): a short-side resize of a 1 x 8192
@@ -146,15 +148,22 @@ def resize_and_crop(image: np.ndarray, spec: ImageProcessorSpec) -> np.ndarray:
     return image
 
 
-def normalize_batch(pixels: np.ndarray, spec: ImageProcessorSpec) -> np.ndarray:
-    """Steps 4-5 on uint8 [N, h, w, 3] -> float32 [N, 3, h, w]."""
+def rescale_and_normalize(pixels: np.ndarray, spec: ImageProcessorSpec) -> np.ndarray:
+    """Steps 4-5 as transformers writes them, uint8 [N, h, w, 3] -> float32
+    [N, h, w, 3] (channels last)."""
     x = pixels.astype(np.float64) * spec.rescale_factor if spec.do_rescale else pixels
     x = x.astype(np.float32)
     if spec.do_normalize:
         mean = np.asarray(spec.image_mean, dtype=np.float32)
         std = np.asarray(spec.image_std, dtype=np.float32)
         x = (x - mean) / std
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32)
+    return x.astype(np.float32)
+
+
+def normalize_batch(pixels: np.ndarray, spec: ImageProcessorSpec) -> np.ndarray:
+    """Steps 4-5 on uint8 [N, h, w, 3] -> float32 [N, 3, h, w], through lookup
+    tables made by `rescale_and_normalize` itself (identical floats, faster)."""
+    return apply_tables(pixels, channel_tables(lambda values: rescale_and_normalize(values, spec)))
 
 
 def preprocess(images: Sequence[np.ndarray], spec: ImageProcessorSpec) -> np.ndarray:

@@ -26,6 +26,7 @@ from typing import Callable
 import numpy as np
 
 from pipelines.image import hf_processor, orientation
+from pipelines.image.lut import apply_tables, channel_tables
 from pipelines.image.decode import convert_pixels, decode_pixels
 from pipelines.serving.python_model import wants
 from pipelines.serving.tensors import RequestError
@@ -122,8 +123,11 @@ def _orientation_crop(image: np.ndarray) -> np.ndarray:
     return orientation.center_crop(orientation.resize_short(image))
 
 
+_ORIENTATION_TABLES = channel_tables(orientation.normalize)
+
+
 def _orientation_normalize(crops: np.ndarray) -> np.ndarray:
-    return orientation.normalize(crops).transpose(0, 3, 1, 2)
+    return apply_tables(crops, _ORIENTATION_TABLES)  # = orientation.normalize(crops), channels first
 
 
 def make_orientation_preprocess(config: dict, args: dict):

@@ -1,0 +1,37 @@
+"""Normalisation of uint8 pictures through per-channel lookup tables.
+
+A preprocessing formula such as `(float32(x * scale) - mean) / std` maps each
+channel's 256 possible byte values to 256 floats. Running the formula itself
+on those 256 values gives the tables, and indexing them gives bit-for-bit the
+floats the formula gives on a whole batch (IEEE operations are exactly
+rounded whatever the array shape), several times faster: one gather per
+channel instead of a float64 pass, a subtraction, a division and a transpose."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+
+def channel_tables(formula: Callable[[np.ndarray], np.ndarray], channels: int = 3) -> np.ndarray:
+    """float32 [channels, 256]: `formula` (uint8 [N, h, w, C] -> float [N, h, w, C])
+    applied to every byte value of every channel."""
+    values = np.repeat(np.arange(256, dtype=np.uint8)[None, None, :, None], channels, axis=3)
+    out = np.asarray(formula(values), dtype=np.float32)
+    return np.ascontiguousarray(out[0, 0].T)
+
+
+def apply_tables(pixels: np.ndarray, tables: np.ndarray) -> np.ndarray:
+    """uint8 [N, h, w, C] -> float32 [N, C, h, w] (channels first): the bytes
+    are transposed first (a quarter of the memory traffic of transposing
+    floats), then OpenCV's LUT fills each plane."""
+    import cv2
+
+    n, h, w, c = pixels.shape
+    planes = np.ascontiguousarray(pixels.transpose(0, 3, 1, 2)).reshape(n * c, h, w)
+    out = np.empty((n * c, h, w), dtype=np.float32)
+    rows = [np.ascontiguousarray(tables[channel]) for channel in range(c)]
+    for index in range(n * c):
+        cv2.LUT(planes[index], rows[index % c], dst=out[index])
+    return out.reshape(n, c, h, w)
