@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.image.models import DECODE_INPUT, decode_rows
+from pipelines.serving.onnx_model import config_parameter
 from pipelines.serving.tensors import RequestError
 from pipelines.vit import OUTPUT_NAME, TorchViT
 
@@ -17,7 +18,8 @@ def make_vit_python(config: dict, args: dict):
     checkpoint = Path(args["model_repository"]) / str(args["model_version"]) / "checkpoint"
     if not (checkpoint / "config.json").exists():
         raise FileNotFoundError(f"{checkpoint} has no ViT checkpoint (run `make export`)")
-    model = TorchViT(checkpoint)
+    threads = config_parameter(config, "torch_threads")
+    model = TorchViT(checkpoint, threads=int(threads) if threads else None)
 
     def process(requests):
         answers: list = [None] * len(requests)
