@@ -55,6 +55,8 @@ MAX_BATCH = {"clip_image_encoder": 16, "clip_text_encoder": 64}
 
 
 def resolve_source(source: str | None, target: Path) -> str:
+    if source is not None and Path(source).is_dir() and Path(source).resolve() == target.resolve():
+        return str(source)  # re-export of the kept checkpoint
     if target.exists():
         shutil.rmtree(target)
     if source is None:
@@ -121,12 +123,16 @@ def main(argv=None) -> int:
     parser.add_argument("--format", default="tensorrt,onnx", help="priority list of tensorrt, onnx (default: tensorrt,onnx)")
     parser.add_argument("--fp16", action="store_true", help="build the TensorRT plans with FP16 kernels")
     parser.add_argument("--output-dir", type=Path, default=REPO_ROOT / "model_repository")
+    parser.add_argument("--checkpoint-dir", type=Path, default=checkpoint_dir(), help="where the checkpoint used is kept (default checkpoints/clip)")
     args = parser.parse_args(argv)
-    formats = parse_formats(args.format)
+    try:
+        formats = parse_formats(args.format)
+    except ValueError as error:
+        parser.error(str(error))
     started = time.monotonic()
     repo = args.output_dir
 
-    checkpoint = checkpoint_dir()
+    checkpoint = args.checkpoint_dir
     origin = resolve_source(args.source, checkpoint)
     reference = TorchCLIP(checkpoint)
     spec = hf_processor.ImageProcessorSpec.from_file(checkpoint)
