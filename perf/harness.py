@@ -72,7 +72,11 @@ def run_perf_analyzer(
     measurement_ms: int = 5000,
     label: str | None = None,
     fallback_requests: int = 50,
+    request_count: int | None = None,
 ) -> Row:
+    """perf_analyzer at one concurrency: measurement windows until stable (a
+    fixed number of requests if it never is), or exactly `request_count`
+    requests when given (a smoke run)."""
     with tempfile.NamedTemporaryFile(suffix=".csv", delete=False) as handle:
         report = Path(handle.name)
     base = [
@@ -87,6 +91,8 @@ def run_perf_analyzer(
         "-f", str(report),
     ]
     windows = ["--measurement-interval", str(measurement_ms), "--stability-percentage", "30", "--max-trials", "8"]
+    if request_count:
+        windows = ["--request-count", str(request_count)]
     done = subprocess.run(base + windows, env=perf_analyzer_env(), capture_output=True, text=True, timeout=900)
     if done.returncode != 0 and "stable measurement" in done.stdout + done.stderr and fallback_requests:
         # a 2-core machine is noisy: measure a fixed number of requests instead

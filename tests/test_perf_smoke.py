@@ -1,0 +1,49 @@
+"""The benchmark pieces work and measure the same work: perf_analyzer runs on
+each pipeline's real --input-data, and the per-request baseline servers of
+the CLIP suite compute what the served pipeline computes (so a speed ratio
+compares equal answers)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tritonclient.http as httpclient
+
+from perf.baseline_server import BaselineServer
+from perf.harness import run_perf_analyzer, write_input_data
+from pipelines.client import encoded_bytes_tensor, make_inputs, picture_request
+from pipelines.image.testset import photo_samples
+from pipelines.runtime.server import free_port
+
+PICTURE = photo_samples()[0].data
+INPUTS = {
+    "orientation": {"input_image": encoded_bytes_tensor(PICTURE)},
+    "vit": {"input_image": encoded_bytes_tensor(PICTURE)},
+    "vit_python": {"input_image": encoded_bytes_tensor(PICTURE)},
+    "clip_image_embedding": {"input_image": encoded_bytes_tensor(PICTURE)},
+    "clip_text_embedding": {"text": np.array([b"a photo of a cat"], dtype=np.object_)},
+}
+
+
+@pytest.mark.parametrize("model", sorted(INPUTS))
+def test_perf_analyzer_runs_on_real_inputs(triton, tmp_path, model):
+    data = write_input_data([INPUTS[model]], tmp_path / "inputs.json")
+    row = run_perf_analyzer(model, triton.http_url, 2, data, request_count=6)
+    assert row.throughput > 0 and 0 < row.p50_ms <= row.p95_ms
+
+
+@pytest.mark.parametrize(
+    "pipeline,body,model,inputs",
+    [
+        ("clip_image", PICTURE, "clip_image_embedding", picture_request(PICTURE)),
+        ("clip_text", json.dumps({"text": "a photo of a cat"}).encode(), "clip_text_embedding", {"text": np.array([[b"a photo of a cat"]], dtype=np.object_)}),
+    ],
+    ids=["clip_image", "clip_text"],
+)
+def test_baseline_server_computes_the_served_embedding(http_client, pipeline, body, model, inputs):
+    served = http_client.infer(model, make_inputs(httpclient, inputs)).as_numpy("embedding")[0]
+    with BaselineServer(pipeline, free_port()) as baseline:
+        plain = np.asarray(baseline.post(body), dtype=np.float32)
+    assert plain.shape == served.shape and float(plain @ served) >= 0.9999
