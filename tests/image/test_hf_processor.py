@@ -197,3 +197,19 @@ def test_check_picture_refuses_extreme_aspect_ratio():
 def test_check_picture_refuses_other_arrays(array, words):
     with pytest.raises(ValueError, match=re.escape(words)):
         check_picture(array)
+
+
+def test_transparency_over_white_equals_pillow_alpha_composite_for_every_pair():
+    """decode's "rgb" rule for alpha = transformers' convert_to_rgb (Pillow's
+    alpha_composite over opaque white), for all 256 x 256 colour/alpha pairs."""
+    from PIL import Image
+
+    from pipelines.image.decode import convert_pixels
+
+    colour = np.repeat(np.arange(256, dtype=np.uint8)[:, None], 256, axis=1)
+    alpha = np.repeat(np.arange(256, dtype=np.uint8)[None, :], 256, axis=0)
+    rgba = np.stack([colour, colour, colour, alpha], axis=-1)
+    white = Image.new("RGBA", (256, 256), (255, 255, 255, 255))
+    expected = np.asarray(Image.alpha_composite(white, Image.fromarray(rgba)).convert("RGB"))
+    assert np.array_equal(convert_pixels(rgba, "rgb"), expected)
+    assert np.array_equal(convert_pixels(np.stack([colour, alpha], axis=-1), "rgb"), expected)

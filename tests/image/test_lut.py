@@ -43,19 +43,3 @@ def test_every_byte_value_of_every_channel():
     tables = channel_tables(lambda x: x.astype(np.float32) * np.array([1, 2, 3], np.float32))
     assert tables.shape == (3, 256)
     assert np.array_equal(tables[2], np.arange(256, dtype=np.float32) * 3)
-
-
-def test_transparency_over_white_equals_pillow_alpha_composite_for_every_pair():
-    """decode's "rgb" rule for alpha = transformers' convert_to_rgb (Pillow's
-    alpha_composite over opaque white), for all 256 x 256 colour/alpha pairs."""
-    from PIL import Image
-
-    from pipelines.image.decode import convert_pixels
-
-    colour = np.repeat(np.arange(256, dtype=np.uint8)[:, None], 256, axis=1)
-    alpha = np.repeat(np.arange(256, dtype=np.uint8)[None, :], 256, axis=0)
-    rgba = np.stack([colour, colour, colour, alpha], axis=-1)
-    white = Image.new("RGBA", (256, 256), (255, 255, 255, 255))
-    expected = np.asarray(Image.alpha_composite(white, Image.fromarray(rgba)).convert("RGB"))
-    assert np.array_equal(convert_pixels(rgba, "rgb"), expected)
-    assert np.array_equal(convert_pixels(np.stack([colour, alpha], axis=-1), "rgb"), expected)
