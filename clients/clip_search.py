@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipelines.client import (  # noqa: E402
     PICTURE_SUFFIXES,
+    add_connection_arguments,
     connect,
     infer_each,
     make_inputs,
@@ -180,8 +181,7 @@ def search_index(args) -> int:
 
 def main(argv=None) -> int:
     connection = argparse.ArgumentParser(add_help=False)
-    connection.add_argument("--url", help="default localhost:8000 (http) / localhost:8001 (grpc)")
-    connection.add_argument("--protocol", choices=["http", "grpc"], default="http")
+    add_connection_arguments(connection)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     index_cmd = sub.add_parser("index", parents=[connection], help="embed the pictures of folders into an .npz index")

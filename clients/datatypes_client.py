@@ -14,7 +14,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.client import connect, make_inputs, make_outputs  # noqa: E402
+from pipelines.client import add_connection_arguments, connect, make_inputs, make_outputs  # noqa: E402
 
 KINDS = ("string", "UINT8_array", "INT8_array", "FP32_image", "bool")
 
@@ -38,8 +38,7 @@ def round_trip(client, module, tensors: dict[str, np.ndarray], binary: bool = Tr
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--url", help="default localhost:8000 (http) / localhost:8001 (grpc)")
-    parser.add_argument("--protocol", choices=["http", "grpc"], default="http")
+    add_connection_arguments(parser)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--json", action="store_true", help="HTTP JSON encoding instead of binary")
     args = parser.parse_args(argv)

@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.client import connect, encoded_bytes_tensor, make_inputs, make_outputs, picture_files  # noqa: E402
+from pipelines.client import add_connection_arguments, connect, encoded_bytes_tensor, make_inputs, make_outputs, picture_files  # noqa: E402
 
 OUTPUTS = ("boxes", "box_scores", "texts", "text_scores")
 
@@ -65,8 +65,7 @@ def draw_boxes(image_bytes: bytes, lines: list[dict], out_path: Path) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("images", nargs="+", help="image files or folders")
-    parser.add_argument("--url", help="default localhost:8000 (http) / localhost:8001 (grpc)")
-    parser.add_argument("--protocol", choices=["http", "grpc"], default="http")
+    add_connection_arguments(parser)
     parser.add_argument("--model", default="ocr", choices=["ocr", "ocr_bls"])
     parser.add_argument("--concurrency", type=int, default=1, help="requests in flight")
     parser.add_argument("--draw", type=Path, help="write a copy of each image with its boxes drawn into this folder")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.client import connect, encoded_bytes_tensor, make_inputs, picture_files  # noqa: E402
+from pipelines.client import add_connection_arguments, connect, error_message, make_inputs, picture_files, picture_request  # noqa: E402
 
 MODEL = "orientation"
 OUTPUT = "probabilities"
@@ -40,7 +40,7 @@ class OrientationClient:
         (the server ranks them: class_count on the output)."""
         if not 1 <= top_k <= NUM_LABELS:
             raise ValueError(f"top_k must be between 1 and {NUM_LABELS}, got {top_k}")
-        inputs = make_inputs(self.module, {"input_image": encoded_bytes_tensor(data)[None]})
+        inputs = make_inputs(self.module, picture_request(data))
         output = self.module.InferRequestedOutput(OUTPUT, class_count=top_k)
         result = self.client.infer(MODEL, inputs, outputs=[output])
         return [parse_classification(entry) for entry in result.as_numpy(OUTPUT).reshape(-1)]
@@ -52,8 +52,7 @@ class OrientationClient:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="+", type=Path, help="picture files or folders of pictures")
-    parser.add_argument("--url", help="default localhost:8000 (http) / localhost:8001 (grpc)")
-    parser.add_argument("--protocol", choices=["http", "grpc"], default="http")
+    add_connection_arguments(parser)
     parser.add_argument("--top-k", type=int, default=1, choices=range(1, NUM_LABELS + 1), metavar=f"1..{NUM_LABELS}")
     args = parser.parse_args(argv)
 
@@ -68,8 +67,7 @@ def main(argv=None) -> int:
                 line = {"filename": str(path), "top": [{"label": label, "score": round(score, 6)} for label, score in top]}
             except (OSError, InferenceServerException) as error:
                 failed += 1
-                message = error.message() if isinstance(error, InferenceServerException) else str(error)
-                line = {"filename": str(path), "error": message}
+                line = {"filename": str(path), "error": error_message(error)}
             print(json.dumps(line), flush=True)
     finally:
         client.close()

@@ -19,7 +19,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.client import connect, make_inputs, make_outputs  # noqa: E402
+from pipelines.client import add_connection_arguments, connect, make_inputs, make_outputs  # noqa: E402
 
 MAX_BATCH = 64  # text_embedding's max_batch_size
 
@@ -53,8 +53,7 @@ def search(client: TextEmbeddingClient, sentences: list[str], query: str, top_k:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--url", help="default localhost:8000 (http) / localhost:8001 (grpc)")
-    parser.add_argument("--protocol", choices=["http", "grpc"], default="http")
+    add_connection_arguments(parser)
     sub = parser.add_subparsers(dest="command", required=True)
     embed_cmd = sub.add_parser("embed", help="print the embedding of each text as JSON")
     embed_cmd.add_argument("texts", nargs="+")

@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.client import connect, infer_each, make_inputs, make_outputs, picture_files, picture_request  # noqa: E402
+from pipelines.client import add_connection_arguments, connect, infer_each, make_inputs, make_outputs, picture_files, picture_request  # noqa: E402
 
 MODELS = ("vit", "vit_python")
 OUTPUT = "last_hidden_state"
@@ -57,8 +57,7 @@ class VitClient:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="+", type=Path, help="picture files or folders of pictures")
-    parser.add_argument("--url", help="default localhost:8000 (http) / localhost:8001 (grpc)")
-    parser.add_argument("--protocol", choices=["http", "grpc"], default="http")
+    add_connection_arguments(parser)
     parser.add_argument("--model", choices=MODELS, default="vit")
     parser.add_argument("--concurrency", type=int, default=1, help="requests in flight")
     parser.add_argument("--cls-values", type=int, default=5, help="how many CLS-token values to print")

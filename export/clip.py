@@ -16,7 +16,6 @@ a GPU are. The configs' embedding and pixel_values dims follow the checkpoint.""
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 import tempfile
@@ -41,7 +40,8 @@ from pipelines.clip import (  # noqa: E402
     seeded_checkpoint,
 )
 from pipelines.export.configs import update_dims  # noqa: E402
-from pipelines.export.formats import Profile, parse_formats, place_network, run_tensorrt_plan  # noqa: E402
+from pipelines.export.formats import Profile, place_network, run_tensorrt_plan  # noqa: E402
+from pipelines.export.script import arguments, export_onnx, fill_checkpoint  # noqa: E402
 from pipelines.image import hf_processor  # noqa: E402
 from pipelines.image.decode import decode_image  # noqa: E402
 from pipelines.image.testset import photo_samples  # noqa: E402
@@ -51,24 +51,6 @@ from pipelines.text.sentences import varied_sentences  # noqa: E402
 MAX_ABS_DIFF = 1e-4
 MIN_COSINE = 0.99999
 MIN_COSINE_FP16 = 0.999
-MAX_BATCH = {"clip_image_encoder": 16, "clip_text_encoder": 64}
-
-
-def resolve_source(source: str | None, target: Path) -> str:
-    if source is not None and Path(source).is_dir() and Path(source).resolve() == target.resolve():
-        return str(source)  # re-export of the kept checkpoint
-    if target.exists():
-        shutil.rmtree(target)
-    if source is None:
-        seeded_checkpoint(target)
-        return "seeded CLIP (pipelines.clip.SEEDED_CONFIG)"
-    if Path(source).is_dir():
-        copy_checkpoint(Path(source), target)
-        return str(source)
-    from huggingface_hub import snapshot_download  # a hub name: needs network or a filled cache
-
-    copy_checkpoint(Path(snapshot_download(source)), target)
-    return source
 
 
 class ImageTower(torch.nn.Module):
@@ -95,19 +77,6 @@ class TextTower(torch.nn.Module):
         return torch.nn.functional.normalize(features, p=2.0, dim=-1)
 
 
-def export_onnx(module, sample: dict, path: Path, dynamic: dict) -> None:
-    torch.onnx.export(
-        module,
-        tuple(torch.from_numpy(a) for a in sample.values()),
-        str(path),
-        input_names=list(sample),
-        output_names=[OUTPUT_NAME],
-        dynamic_axes={**dynamic, OUTPUT_NAME: {0: "batch"}},
-        opset_version=17,
-        dynamo=False,
-    )
-
-
 def compare(served: np.ndarray, expected: np.ndarray) -> tuple[float, float]:
     return float(np.abs(served - expected).max()), float((served * expected).sum(axis=1).min())
 
@@ -118,22 +87,11 @@ def check_texts() -> list[str]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", help="local folder or Hugging Face name (default: a seeded small CLIP)")
-    parser.add_argument("--format", default="tensorrt,onnx", help="priority list of tensorrt, onnx (default: tensorrt,onnx)")
-    parser.add_argument("--fp16", action="store_true", help="build the TensorRT plans with FP16 kernels")
-    parser.add_argument("--output-dir", type=Path, default=REPO_ROOT / "model_repository")
-    parser.add_argument("--checkpoint-dir", type=Path, default=checkpoint_dir(), help="where the checkpoint used is kept (default checkpoints/clip)")
-    args = parser.parse_args(argv)
-    try:
-        formats = parse_formats(args.format)
-    except ValueError as error:
-        parser.error(str(error))
+    args, formats = arguments(__doc__.splitlines()[0], "CLIP", checkpoint_dir(), argv)
     started = time.monotonic()
     repo = args.output_dir
-
     checkpoint = args.checkpoint_dir
-    origin = resolve_source(args.source, checkpoint)
+    origin = fill_checkpoint(args.source, checkpoint, seeded_checkpoint, copy_checkpoint, "seeded CLIP (pipelines.clip.SEEDED_CONFIG)")
     reference = TorchCLIP(checkpoint)
     spec = hf_processor.ImageProcessorSpec.from_file(checkpoint)
     height, width = spec.output_size
@@ -166,7 +124,7 @@ def main(argv=None) -> int:
 
     expected = {"clip_image_encoder": reference.embed_images(pictures), "clip_text_encoder": reference.embed_texts(texts)}
     feeds = {"clip_image_encoder": {IMAGE_INPUT: pixel_values}, "clip_text_encoder": theirs}
-    towers = {"clip_image_encoder": ImageTower(reference.model).eval(), "clip_text_encoder": TextTower(reference.model).eval()}
+    towers = {"clip_image_encoder": ImageTower(reference.model), "clip_text_encoder": TextTower(reference.model)}
     dynamic = {
         "clip_image_encoder": {IMAGE_INPUT: {0: "batch"}},
         "clip_text_encoder": {name: {0: "batch", 1: "sequence"} for name in TEXT_INPUTS},
@@ -180,7 +138,7 @@ def main(argv=None) -> int:
         onnx_path = repo / model_name / "1" / "model.onnx"
         with tempfile.TemporaryDirectory() as scratch:
             staged = Path(scratch) / "model.onnx"
-            export_onnx(tower, samples[model_name], staged, dynamic[model_name])
+            export_onnx(tower, samples[model_name], staged, OUTPUT_NAME, dynamic[model_name])
             session = ort.InferenceSession(str(staged), providers=["CPUExecutionProvider"])
             served = session.run([OUTPUT_NAME], feeds[model_name])[0]
             diff, cosine = compare(served, expected[model_name])

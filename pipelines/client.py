@@ -45,6 +45,12 @@ def connect(url: str | None = None, protocol: str = "http", concurrency: int = 1
     return module, module.InferenceServerClient(url)
 
 
+def add_connection_arguments(parser) -> None:
+    """The --url and --protocol options every client takes."""
+    parser.add_argument("--url", help="default localhost:8000 (http) / localhost:8001 (grpc)")
+    parser.add_argument("--protocol", choices=["http", "grpc"], default="http")
+
+
 def make_inputs(module, tensors: dict[str, np.ndarray], binary: bool = True) -> list:
     """InferInput objects of tritonclient.http or .grpc for named arrays."""
     inputs = []
