@@ -27,7 +27,7 @@ DICTIONARY_USERS = ("ocr_recognize", "ocr_bls")
 def check(output_dir: Path) -> None:
     from rapidocr_onnxruntime import RapidOCR
 
-    from pipelines.ocr.pipeline import OfflineOCR
+    from pipelines.ocr.offline import OfflineOCR
     from pipelines.ocr.testset import encode, render_lines
 
     scratch = output_dir / ".ocr_check"

@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import io
 import json
-import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 from perf.baseline_server import BaselineServer
-from perf.harness import Row, closed_loop, format_table, run_perf_analyzer, write_input_data
-from pipelines.client import encoded_bytes_tensor
+from perf.harness import Row, closed_loop, format_table, picture_inputs, run_perf_analyzer, text_inputs
 from pipelines.clip import TorchCLIP, checkpoint_dir
 from pipelines.image.testset import photo_samples
 from pipelines.runtime.server import free_port
@@ -57,11 +54,10 @@ def ratio_line(rows: list[Row], model: str, unit: str) -> str:
 
 def run(server, concurrencies, quick: bool = False) -> str:
     seconds = 3.0 if quick else 8.0
-    scratch = Path(tempfile.mkdtemp(prefix="perf-clip-"))
     pictures = [sample.data for sample in photo_samples()]
     texts = varied_sentences(200)
-    image_data = write_input_data([{"input_image": encoded_bytes_tensor(p)} for p in pictures], scratch / "images.json")
-    text_data = write_input_data([{"text": np.array([t.encode()], dtype=np.object_)} for t in texts], scratch / "texts.json")
+    image_data = picture_inputs(pictures, "clip-images")
+    text_data = text_inputs(texts, "clip-texts")
 
     image_rows = measure(server, "clip_image_embedding", image_data, "clip_image", pictures, concurrencies, seconds)
     text_rows = measure(

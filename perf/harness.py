@@ -61,6 +61,21 @@ def write_input_data(samples: Sequence[dict[str, np.ndarray]], path: Path) -> Pa
     return path
 
 
+def picture_inputs(pictures: Sequence[bytes], name: str) -> Path:
+    """--input-data of the image pipelines: one encoded picture per request
+    (`input_image`, perf_analyzer adds the batch axis), in a fresh temp folder."""
+    from pipelines.client import encoded_bytes_tensor
+
+    folder = Path(tempfile.mkdtemp(prefix=f"perf-{name}-"))
+    return write_input_data([{"input_image": encoded_bytes_tensor(p)} for p in pictures], folder / f"{name}.json")
+
+
+def text_inputs(texts: Sequence[str], name: str) -> Path:
+    """--input-data of the text pipelines: one text per request (`text`)."""
+    folder = Path(tempfile.mkdtemp(prefix=f"perf-{name}-"))
+    return write_input_data([{"text": np.array([t.encode()], dtype=np.object_)} for t in texts], folder / f"{name}.json")
+
+
 def run_perf_analyzer(
     model: str,
     url: str,

@@ -16,8 +16,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from perf.harness import format_table, run_perf_analyzer, write_input_data
-from pipelines.client import encoded_bytes_tensor
+from perf.harness import format_table, picture_inputs, run_perf_analyzer
 from pipelines.image.testset import photo_samples
 from pipelines.runtime.server import DEFAULT_REPOSITORY, TritonServer
 
@@ -40,7 +39,7 @@ def set_instance_count(config_path: Path, count: int) -> None:
 def sweep(model: str, counts: list[int], entry: str, concurrencies: list[int], seconds: float) -> str:
     pictures = [sample.data for sample in photo_samples()]
     scratch = Path(tempfile.mkdtemp(prefix="perf-sweep-"))
-    data = write_input_data([{"input_image": encoded_bytes_tensor(p)} for p in pictures], scratch / "inputs.json")
+    data = picture_inputs(pictures, "sweep")
     rows = []
     for count in counts:
         repository = linked_copy(DEFAULT_REPOSITORY, scratch / f"repository-{count}")

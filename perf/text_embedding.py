@@ -5,14 +5,11 @@ server running the torch model once per request, and the offline limit
 from __future__ import annotations
 
 import json
-import tempfile
 import time
-from pathlib import Path
 
-import numpy as np
 
 from perf.baseline_server import BaselineServer
-from perf.harness import Row, closed_loop, format_table, run_perf_analyzer, write_input_data
+from perf.harness import Row, closed_loop, format_table, run_perf_analyzer, text_inputs
 from pipelines.runtime.distribution import REPO_ROOT
 from pipelines.runtime.server import free_port
 from pipelines.text.minilm import OnnxSentenceEncoder
@@ -23,8 +20,7 @@ UNIT = "sentences"
 
 def run(server, concurrencies, quick: bool = False) -> str:
     sentences = varied_sentences(200 if quick else 300)
-    scratch = Path(tempfile.mkdtemp(prefix="perf-text-"))
-    data = write_input_data([{"text": np.array([s.encode()], dtype=np.object_)} for s in sentences], scratch / "text.json")
+    data = text_inputs(sentences, "text")
     measurement_ms = 3000 if quick else 6000
     rows = []
     for c in concurrencies:

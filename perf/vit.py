@@ -7,12 +7,9 @@ closed-loop threads)."""
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 
-from perf.harness import closed_loop, format_table, run_perf_analyzer, write_input_data
+from perf.harness import closed_loop, format_table, picture_inputs, run_perf_analyzer
 from perf.orientation import sequential
-from pipelines.client import encoded_bytes_tensor
 from pipelines.image.decode import decode_image
 from pipelines.image.testset import photo_samples
 from pipelines.vit import TorchViT, checkpoint_dir
@@ -23,8 +20,7 @@ DIRECT = "transformers in-process, sequential"
 
 def run(server, concurrencies, quick: bool = False) -> str:
     pictures = [sample.data for sample in photo_samples()]
-    scratch = Path(tempfile.mkdtemp(prefix="perf-vit-"))
-    data = write_input_data([{"input_image": encoded_bytes_tensor(p)} for p in pictures], scratch / "vit.json")
+    data = picture_inputs(pictures, "vit")
     measurement_ms = 3000 if quick else 8000
     rows = []
     for model in ("vit", "vit_python"):

@@ -30,7 +30,9 @@ from typing import Sequence
 
 import numpy as np
 
+from pipelines.image.hf_processor import reference_pixel_values
 from pipelines.runtime.distribution import REPO_ROOT
+from pipelines.text.minilm import l2_normalize
 
 CONTEXT_LENGTH = 77
 VOCAB_SIZE = 49408
@@ -58,13 +60,6 @@ SEEDED_CONFIG = dict(
 )
 """ViT-B/32's geometry (224 px, 32 px patches, 77 tokens, D = 512) at a
 smaller width and depth, for a 2-core CPU."""
-CHECKPOINT_FILES = (
-    "config.json",
-    "model.safetensors",
-    "preprocessor_config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-)
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 IMAGE_INPUT, TEXT_INPUTS, OUTPUT_NAME = "pixel_values", ("input_ids", "attention_mask"), "embedding"
 
@@ -160,11 +155,6 @@ def copy_checkpoint(source: Path, target: Path) -> Path:
     return target
 
 
-def l2_normalize(vectors: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    return (vectors / np.maximum(norms, eps)).astype(np.float32)
-
-
 class TorchCLIP:
     """transformers' CLIP in this process: CLIPImageProcessor, CLIPTokenizer
     (padding=True, truncation at 77) and CLIPModel.get_image_features /
@@ -182,10 +172,7 @@ class TorchCLIP:
         self.model = CLIPModel.from_pretrained(str(checkpoint)).eval()
 
     def pixel_values(self, images: Sequence) -> np.ndarray:
-        from PIL import Image
-
-        pictures = [Image.fromarray(image) if isinstance(image, np.ndarray) else image for image in images]
-        return self.processor(images=pictures, return_tensors="np")[IMAGE_INPUT]
+        return reference_pixel_values(self.processor, images)
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         encoded = self.tokenizer(list(texts), padding=True, truncation=True, max_length=CONTEXT_LENGTH, return_tensors="np")

@@ -179,7 +179,8 @@ def probe(data) -> ImageInfo:
     return ImageInfo(image.format or "", image.size[0], image.size[1], image.mode)
 
 
-def _load(image: Image.Image) -> None:
+def load_pixels(image: Image.Image) -> None:
+    """Decode an opened picture's pixels; ImageDecodeError if they are truncated or corrupt."""
     try:
         image.load()
     except Exception as error:
@@ -257,7 +258,7 @@ def decode_pixels(data) -> np.ndarray:
     otherwise."""
     image = open_image(data)
     with image:
-        _load(image)
+        load_pixels(image)
         return _pixels(image)
 
 

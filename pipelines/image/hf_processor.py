@@ -160,10 +160,15 @@ def rescale_and_normalize(pixels: np.ndarray, spec: ImageProcessorSpec) -> np.nd
     return x.astype(np.float32)
 
 
-def normalize_batch(pixels: np.ndarray, spec: ImageProcessorSpec) -> np.ndarray:
-    """Steps 4-5 on uint8 [N, h, w, 3] -> float32 [N, 3, h, w], through lookup
-    tables made by `rescale_and_normalize` itself (identical floats, faster)."""
-    return apply_tables(pixels, channel_tables(lambda values: rescale_and_normalize(values, spec)))
+def normalization_tables(spec: ImageProcessorSpec) -> np.ndarray:
+    """Steps 4-5 as lookup tables [3, 256], made by `rescale_and_normalize` itself."""
+    return channel_tables(lambda values: rescale_and_normalize(values, spec))
+
+
+def normalize_batch(pixels: np.ndarray, spec: ImageProcessorSpec, tables: np.ndarray | None = None) -> np.ndarray:
+    """Steps 4-5 on uint8 [N, h, w, 3] -> float32 [N, 3, h, w] through the
+    lookup tables (identical floats, faster); pass `tables` to reuse them."""
+    return apply_tables(pixels, normalization_tables(spec) if tables is None else tables)
 
 
 def preprocess(images: Sequence[np.ndarray], spec: ImageProcessorSpec) -> np.ndarray:
@@ -176,3 +181,13 @@ def preprocess(images: Sequence[np.ndarray], spec: ImageProcessorSpec) -> np.nda
         except ValueError as error:
             raise ValueError(f"image {index}: {error}") from None
     return normalize_batch(np.stack(crops), spec)
+
+
+def reference_pixel_values(processor, images: Sequence) -> np.ndarray:
+    """transformers' own processor on RGB uint8 pictures (or PIL images):
+    its `pixel_values`. Arrays go in as PIL images, since transformers would
+    take a picture 3 pixels high for a channels-first one."""
+    from PIL import Image
+
+    pictures = [Image.fromarray(image) if isinstance(image, np.ndarray) else image for image in images]
+    return processor(images=pictures, return_tensors="np")["pixel_values"]

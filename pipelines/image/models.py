@@ -154,8 +154,10 @@ def make_hf_preprocess(config: dict, args: dict):
     def crop(image: np.ndarray) -> np.ndarray:
         return hf_processor.resize_and_crop(image, spec)
 
+    tables = hf_processor.normalization_tables(spec)  # once per instance, not per execute
+
     def normalize(crops: np.ndarray) -> np.ndarray:
-        return hf_processor.normalize_batch(crops, spec)
+        return hf_processor.normalize_batch(crops, spec, tables)
 
     def process(requests):
         return _outputs(preprocess_requests([tensors["image"] for tensors in requests], crop, normalize), output)

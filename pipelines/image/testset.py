@@ -225,16 +225,7 @@ def photo_samples() -> list[Sample]:
     (colour JPEG, grey PNG, RGBA PNG) when installed, generated pictures
     (gradient, shapes, noise, a 1x1, a 15:1 strip, RGBA with a fading alpha,
     grey+alpha, palette) and two document pages. Labels are None."""
-    out: list[Sample] = []
-    try:
-        from skimage import data
-    except ImportError:
-        data = None
-    if data is not None:
-        for name in ("astronaut", "coffee", "chelsea", "rocket"):
-            out.append(Sample(f"skimage-{name}.jpg", encode(Image.fromarray(getattr(data, name)()), "JPEG", quality=92), None))
-        out.append(Sample("skimage-camera-gray.png", encode(Image.fromarray(data.camera()), "PNG"), None))
-        out.append(Sample("skimage-logo-rgba.png", encode(Image.fromarray(data.logo()), "PNG"), None))
+    out = [sample for sample in skimage_samples() if sample.label is None]  # the photos, not the turned page
     for name, picture in _generated_pictures():
         fmt = {"png": "PNG", "jpg": "JPEG"}[name.rsplit(".", 1)[1]]
         out.append(Sample(name, encode(picture, fmt, **({"quality": 90} if fmt == "JPEG" else {})), None))

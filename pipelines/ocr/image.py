@@ -39,7 +39,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from pipelines.image.decode import MAX_PIXELS, MAX_SIDE, ImageDecodeError, decode_image, open_image
+from pipelines.image.decode import MAX_PIXELS, MAX_SIDE, ImageDecodeError, decode_image, load_pixels, open_image
 
 __all__ = ["MAX_PIXELS", "MAX_SIDE", "ImageDecodeError", "load_image", "convert_like_rapidocr"]
 
@@ -78,13 +78,7 @@ def convert_like_rapidocr(pixels: np.ndarray) -> np.ndarray:
 def _load_exact(data) -> np.ndarray:
     image = open_image(data)  # format and size checks from the header
     with image:
-        try:
-            image.load()
-        except Exception as error:
-            raise ImageDecodeError(
-                f"truncated or corrupt {image.format} image ({image.size[0]}x{image.size[1]}): "
-                f"{type(error).__name__}: {error}"
-            ) from None
+        load_pixels(image)
         pixels = np.array(image.convert("L") if image.mode == "1" else image)
     return np.ascontiguousarray(convert_like_rapidocr(pixels))
 

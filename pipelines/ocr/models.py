@@ -4,10 +4,7 @@
 turns the detector's map into text lines, calling `ocr_cls` and `ocr_rec`
 through BLS; `ocr_bls` does the whole flow in one model. All three share
 the functions of pipelines.ocr, so the ensemble and the BLS model give the
-same answers.
-
-`rapidocr_model_files()` (from pipelines.ocr.params) locates the det / cls /
-rec ONNX files and config.yaml inside the installed rapidocr-onnxruntime."""
+same answers."""
 
 from __future__ import annotations
 
@@ -16,8 +13,8 @@ import os
 import numpy as np
 
 from pipelines.ocr import det
-from pipelines.ocr.params import ModelFiles, rapidocr_model_files  # noqa: F401  (the model-file locator)
-from pipelines.ocr.pipeline import lines_from_detection, load_image
+from pipelines.ocr.image import load_image
+from pipelines.ocr.pipeline import lines_from_detection
 from pipelines.serving.tensors import RequestError
 
 CHARACTERS_FILE = "characters.txt"

@@ -1,8 +1,6 @@
 """The whole RapidOCR flow over the functions of this package, with the three
-networks behind callables (offline onnxruntime sessions or Triton calls).
-
-`OfflineOCR` (onnxruntime sessions in one process) lives in
-pipelines.ocr.offline and is importable from here too."""
+networks behind callables (offline onnxruntime sessions, pipelines.ocr.offline,
+or Triton calls)."""
 
 from __future__ import annotations
 
@@ -11,16 +9,8 @@ from typing import Callable
 import numpy as np
 
 from pipelines.ocr import det
-from pipelines.ocr.image import load_image as _load_image
 from pipelines.ocr.params import PARAMS, OcrParams
 from pipelines.ocr.recognize import Lines, crop, recognize_crops
-
-
-def load_image(data) -> np.ndarray:
-    """Encoded bytes -> BGR as RapidOCR's LoadImage makes it (ValueError with a
-    clear message for empty, corrupt, truncated or oversized input); see
-    pipelines.ocr.image for the rules and the documented deviations."""
-    return _load_image(data)
 
 
 def detect(
@@ -64,11 +54,3 @@ def lines_from_detection(
     if len(boxes) == 0:
         return Lines()
     return assemble(boxes, scores, recognize_crops(crops, run_cls, run_rec, characters, p), restore, p)
-
-
-def __getattr__(name: str):
-    if name == "OfflineOCR":  # kept importable from here (export/ocr.py)
-        from pipelines.ocr.offline import OfflineOCR
-
-        return OfflineOCR
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -23,6 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
+from pipelines.image.hf_processor import reference_pixel_values
 from pipelines.runtime.distribution import REPO_ROOT
 
 SEEDED_CONFIG = dict(
@@ -103,11 +104,7 @@ class TorchViT:
         self.model = ViTModel.from_pretrained(str(checkpoint)).eval()
 
     def pixel_values(self, images: Sequence) -> np.ndarray:
-        from PIL import Image
-
-        # PIL images: a numpy picture 3 pixels high would be taken for channels-first
-        pictures = [Image.fromarray(image) if isinstance(image, np.ndarray) else image for image in images]
-        return self.processor(images=pictures, return_tensors="np")[INPUT_NAME]
+        return reference_pixel_values(self.processor, images)
 
     def __call__(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """[N, tokens, hidden] float32 for N pictures, one forward pass."""
