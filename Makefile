@@ -18,15 +18,10 @@ MODEL_CONFIG_NAME ?=
 REQUIREMENTS := requirements/serve.txt requirements/runtime-cpu.txt requirements/dev.txt requirements/export.txt
 NODEPS_REQUIREMENTS := requirements/nodeps.txt
 SETUP_STAMP := $(VENV)/.setup-done
-
-# One line per exported model file: make rebuilds it when its script changes.
-EXPORTS := \
-	model_repository/datatypes_onnx/1/model.onnx \
-	model_repository/text_encoder/1/model.onnx \
-	model_repository/orientation_classifier/1/model.onnx \
-	model_repository/ocr_det/1/model.onnx \
-	model_repository/vit_model/1/model.onnx \
-	model_repository/clip_image_encoder/1/model.onnx
+# The checkout on the venv's import path: the serving package (pipelines/)
+# as the Docker image installs it, and the tooling beside it (tools/,
+# export/, clients/, perf/), so scripts run as `python export/vit.py`.
+CHECKOUT_PTH = $(shell $(PY) -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/triton_pipelines_checkout.pth
 
 .PHONY: help setup export backends serve test lint perf clean distclean
 
@@ -34,52 +29,36 @@ help:
 	@echo "make serve   run tritonserver on model_repository/ (HTTP_PORT=$(HTTP_PORT) GRPC_PORT=$(GRPC_PORT) METRICS_PORT=$(METRICS_PORT) MODEL_CONFIG_NAME=)"
 	@echo "make test    lint and run the test suite against a real server (PYTEST_ARGS=...)"
 	@echo "make lint    check every config.pbtxt"
-	@echo "make export  produce every model file of the repository"
-	@echo "make perf    perf_analyzer suites beside their baselines (PERF_ARGS=...)"
+	@echo "make export  produce the model files that are missing or out of date (python -m export --list)"
+	@echo "make perf    perf_analyzer suites beside their baselines, tables and plots in perf/results/ (PERF_ARGS=...)"
 	@echo "make setup   virtual environment with the pinned packages"
+	@echo "make clean   remove every generated file but the venv; make distclean also the venv"
 
 $(SETUP_STAMP): $(REQUIREMENTS) $(NODEPS_REQUIREMENTS) pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --disable-pip-version-check $(addprefix -r ,$(REQUIREMENTS))
 	$(PIP) install --quiet --disable-pip-version-check --no-deps $(addprefix -r ,$(NODEPS_REQUIREMENTS))
-	$(PIP) install --quiet --disable-pip-version-check --no-deps -e .
+	echo "$(CURDIR)" > $(CHECKOUT_PTH)
 	$(PY) -c "import numpy, sys; sys.exit(0 if numpy.__version__ < '2' else 'numpy must be < 2 in the serving environment, got ' + numpy.__version__)"
-	$(PY) -m pipelines.runtime.distribution
+	$(PY) -m tools.runtime.distribution
 	touch $@
 
 setup: $(SETUP_STAMP)
 
 backends: $(SETUP_STAMP)
-	$(PY) -m pipelines.runtime.distribution
+	$(PY) -m tools.runtime.distribution
 
-model_repository/datatypes_onnx/1/model.onnx: export/datatypes_onnx.py pipelines/datatypes_onnx.py $(SETUP_STAMP)
-	$(PY) export/datatypes_onnx.py
-
-model_repository/text_encoder/1/model.onnx: export/text_embedding.py pipelines/text/minilm.py $(SETUP_STAMP)
-	HF_HUB_OFFLINE=1 $(PY) export/text_embedding.py
-
-model_repository/orientation_classifier/1/model.onnx: export/orientation.py pipelines/image/orientation.py $(SETUP_STAMP)
-	$(PY) export/orientation.py
-
-model_repository/ocr_det/1/model.onnx: export/ocr.py pipelines/ocr/params.py $(SETUP_STAMP)
-	$(PY) export/ocr.py
-
-# ViT and CLIP: a seeded small checkpoint (no hub here); TensorRT first where
-# a GPU is, else ONNX. Another checkpoint: python export/vit.py --source NAME
-model_repository/vit_model/1/model.onnx: export/vit.py pipelines/vit/__init__.py pipelines/image/hf_processor.py $(SETUP_STAMP)
-	$(PY) export/vit.py
-
-model_repository/clip_image_encoder/1/model.onnx: export/clip.py pipelines/clip/__init__.py pipelines/image/hf_processor.py $(SETUP_STAMP)
-	$(PY) export/clip.py
-
-export: $(EXPORTS)
+# Which files each export produces and what decides them: export/manifest.py.
+# A re-export uses the source recorded by the last one (build/exports/).
+export: $(SETUP_STAMP)
+	$(PY) -m export
 
 serve: export backends
-	$(PY) -m pipelines.runtime.server --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT) \
+	$(PY) -m tools.runtime.server --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT) \
 		$(if $(MODEL_CONFIG_NAME),--model-config-name $(MODEL_CONFIG_NAME))
 
 lint: export
-	$(PY) -m pipelines.lint model_repository tests/model_repository
+	$(PY) -m tools.lint model_repository tests/model_repository
 
 test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -88,8 +67,9 @@ perf: export backends
 	$(PY) -m perf $(PERF_ARGS)
 
 clean:
-	rm -rf build .pytest_cache perf/results checkpoints
-	rm -f $(EXPORTS)
+	$(PYTHON) -m export --clean
+	rm -rf build .pytest_cache checkpoints *.egg-info
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean
 	rm -rf $(VENV)

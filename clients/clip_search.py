@@ -26,9 +26,7 @@ from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from pipelines.client import (  # noqa: E402
+from clients.common import (
     PICTURE_SUFFIXES,
     add_connection_arguments,
     connect,
@@ -180,22 +178,21 @@ def search_index(args) -> int:
 
 
 def main(argv=None) -> int:
-    connection = argparse.ArgumentParser(add_help=False)
-    add_connection_arguments(connection)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    index_cmd = sub.add_parser("index", parents=[connection], help="embed the pictures of folders into an .npz index")
+    index_cmd = sub.add_parser("index", help="embed the pictures of folders into an .npz index")
     index_cmd.add_argument("folders", nargs="+", type=Path, help="folders (searched recursively) or picture files")
     index_cmd.add_argument("--out", type=Path, required=True, help="the .npz index to write")
     index_cmd.add_argument("--concurrency", type=int, default=8, help="requests in flight")
-    search_cmd = sub.add_parser("search", parents=[connection], help="rank the indexed pictures against a text")
+    search_cmd = sub.add_parser("search", help="rank the indexed pictures against a text")
     search_cmd.add_argument("index", type=Path)
     search_cmd.add_argument("query")
-    similar_cmd = sub.add_parser("similar", parents=[connection], help="rank the indexed pictures against a picture")
+    similar_cmd = sub.add_parser("similar", help="rank the indexed pictures against a picture")
     similar_cmd.add_argument("index", type=Path)
     similar_cmd.add_argument("image", type=Path)
     for cmd in (search_cmd, similar_cmd):
         cmd.add_argument("--top-k", type=int, default=5)
+    add_connection_arguments(parser, subcommands=(index_cmd, search_cmd, similar_cmd))
     args = parser.parse_args(argv)
     return build_index(args) if args.command == "index" else search_index(args)
 

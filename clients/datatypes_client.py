@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from pipelines.client import add_connection_arguments, connect, make_inputs, make_outputs  # noqa: E402
+from clients.common import add_connection_arguments, connect, make_inputs, make_outputs
 
 KINDS = ("string", "UINT8_array", "INT8_array", "FP32_image", "bool")
 

@@ -19,9 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from pipelines.client import add_connection_arguments, connect, encoded_bytes_tensor, make_inputs, make_outputs, picture_files  # noqa: E402
+from clients.common import add_connection_arguments, connect, encoded_bytes_tensor, make_inputs, make_outputs, picture_files
 
 OUTPUTS = ("boxes", "box_scores", "texts", "text_scores")
 

@@ -15,9 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from pipelines.client import add_connection_arguments, connect, error_message, make_inputs, picture_files, picture_request  # noqa: E402
+from clients.common import add_connection_arguments, connect, error_message, make_inputs, picture_files, picture_request
 
 MODEL = "orientation"
 OUTPUT = "probabilities"

@@ -17,9 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from pipelines.client import add_connection_arguments, connect, make_inputs, make_outputs  # noqa: E402
+from clients.common import add_connection_arguments, connect, make_inputs, make_outputs
 
 MAX_BATCH = 64  # text_embedding's max_batch_size
 
@@ -53,7 +51,6 @@ def search(client: TextEmbeddingClient, sentences: list[str], query: str, top_k:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_connection_arguments(parser)
     sub = parser.add_subparsers(dest="command", required=True)
     embed_cmd = sub.add_parser("embed", help="print the embedding of each text as JSON")
     embed_cmd.add_argument("texts", nargs="+")
@@ -63,6 +60,7 @@ def main(argv=None) -> int:
     search_cmd.add_argument("--top-k", type=int, default=5)
     ids_cmd = sub.add_parser("ids", help="text2ids: vocabulary ids of the words of a text")
     ids_cmd.add_argument("text")
+    add_connection_arguments(parser, subcommands=(embed_cmd, search_cmd, ids_cmd))
     args = parser.parse_args(argv)
 
     client = TextEmbeddingClient(args.url, args.protocol)

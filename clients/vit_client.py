@@ -22,9 +22,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from pipelines.client import add_connection_arguments, connect, infer_each, make_inputs, make_outputs, picture_files, picture_request  # noqa: E402
+from clients.common import add_connection_arguments, connect, infer_each, make_inputs, make_outputs, picture_files, picture_request
 
 MODELS = ("vit", "vit_python")
 OUTPUT = "last_hidden_state"

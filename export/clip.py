@@ -1,9 +1,9 @@
 """Export a CLIP checkpoint for `clip_image_embedding` and `clip_text_embedding`.
 
     python export/clip.py [--source PATH_OR_HF_NAME] [--format tensorrt,onnx] [--fp16]
-                          [--output-dir model_repository]
+                          [--output-dir model_repository] [--checkpoint-dir checkpoints/clip]
 
-Without --source a CLIPModel of `pipelines.clip.SEEDED_CONFIG` with seeded
+Without --source (and no recorded one) a CLIPModel of `SEEDED_CONFIG` with seeded
 random weights is built (there is no hub here), with the real CLIP tokenizer
 rebuilt from open_clip's BPE file; with it, any CLIP checkpoint (a local
 folder, or a Hugging Face name such as openai/clip-vit-base-patch32).
@@ -25,28 +25,75 @@ from pathlib import Path
 import numpy as np
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
+from export.common.cli import ExportArguments, export_onnx, fill_checkpoint, finish
+from export.common.clip_tokenizer import CONTEXT_LENGTH, TOKENIZER_FILES, VOCAB_SIZE, build_tokenizer
+from export.common.formats import Profile, place_network, run_tensorrt_plan
+from pipelines.image import hf_processor
+from pipelines.image.decode import decode_image
+from pipelines.text.tokenizer import SentenceTokenizer
+from tools.pbtxt import edit_config
+from tools.references.clip import OUTPUT_NAME, TEXT_INPUTS, TorchCLIP
+from tools.testsets.images import photo_samples
+from tools.testsets.sentences import varied_sentences
 
-from pipelines.clip import (  # noqa: E402
-    CONTEXT_LENGTH,
-    IMAGE_INPUT,
-    OUTPUT_NAME,
-    TEXT_INPUTS,
-    TOKENIZER_FILES,
-    TorchCLIP,
-    checkpoint_dir,
-    copy_checkpoint,
-    seeded_checkpoint,
+IMAGE_INPUT = "pixel_values"
+SEED = 0
+SEEDED_CONFIG = dict(
+    projection_dim=512,
+    text_config=dict(
+        vocab_size=VOCAB_SIZE,
+        hidden_size=256,
+        intermediate_size=1024,
+        num_hidden_layers=6,
+        num_attention_heads=4,
+        max_position_embeddings=CONTEXT_LENGTH,
+    ),
+    vision_config=dict(
+        image_size=224,
+        patch_size=32,
+        hidden_size=384,
+        intermediate_size=1536,
+        num_hidden_layers=6,
+        num_attention_heads=6,
+    ),
 )
-from pipelines.export.configs import update_dims  # noqa: E402
-from pipelines.export.formats import Profile, place_network, run_tensorrt_plan  # noqa: E402
-from pipelines.export.script import arguments, export_onnx, fill_checkpoint  # noqa: E402
-from pipelines.image import hf_processor  # noqa: E402
-from pipelines.image.decode import decode_image  # noqa: E402
-from pipelines.image.testset import photo_samples  # noqa: E402
-from pipelines.text.minilm import SentenceTokenizer  # noqa: E402
-from pipelines.text.sentences import varied_sentences  # noqa: E402
+"""ViT-B/32's geometry (224 px, 32 px patches, 77 tokens, D = 512) at a
+smaller width and depth, for a 2-core CPU."""
+
+
+def seeded_checkpoint(target: Path, seed: int = SEED) -> Path:
+    """A CLIPModel of SEEDED_CONFIG with weights drawn after
+    torch.manual_seed(seed), CLIP's image processor and the real tokenizer."""
+    from transformers import CLIPConfig, CLIPModel
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    torch.manual_seed(seed)
+    model = CLIPModel(CLIPConfig(**SEEDED_CONFIG)).eval()
+    target.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(target))
+    CLIPImageProcessorPil().save_pretrained(str(target))
+    build_tokenizer(target)
+    return target
+
+
+def copy_checkpoint(source: Path, target: Path) -> Path:
+    """A CLIP checkpoint's files (weights, processor, tokenizer) into `target`;
+    a checkpoint without tokenizer.json gets the rebuilt tokenizer."""
+    source = Path(source)
+    target.mkdir(parents=True, exist_ok=True)
+    weights = "model.safetensors" if (source / "model.safetensors").exists() else "pytorch_model.bin"
+    for name in ("config.json", weights, "preprocessor_config.json"):
+        if not (source / name).exists():
+            raise FileNotFoundError(f"{source} is not a CLIP checkpoint: {name} is missing")
+        shutil.copy2(source / name, target / name)
+    if (source / "tokenizer.json").exists():
+        for name in TOKENIZER_FILES:
+            if (source / name).exists():
+                shutil.copy2(source / name, target / name)
+    else:
+        build_tokenizer(target)
+    return target
+
 
 MAX_ABS_DIFF = 1e-4
 MIN_COSINE = 0.99999
@@ -87,11 +134,12 @@ def check_texts() -> list[str]:
 
 
 def main(argv=None) -> int:
-    args, formats = arguments(__doc__.splitlines()[0], "CLIP", checkpoint_dir(), argv)
+    args = ExportArguments("clip", __doc__.splitlines()[0], "a seeded small CLIP", checkpoint=True).parse(argv)
+    formats = args.formats
     started = time.monotonic()
     repo = args.output_dir
     checkpoint = args.checkpoint_dir
-    origin = fill_checkpoint(args.source, checkpoint, seeded_checkpoint, copy_checkpoint, "seeded CLIP (pipelines.clip.SEEDED_CONFIG)")
+    origin = fill_checkpoint(args.source, checkpoint, seeded_checkpoint, copy_checkpoint, "seeded CLIP (export/clip.py SEEDED_CONFIG)")
     reference = TorchCLIP(checkpoint)
     spec = hf_processor.ImageProcessorSpec.from_file(checkpoint)
     height, width = spec.output_size
@@ -100,10 +148,10 @@ def main(argv=None) -> int:
     tokenizer_dir = repo / "clip_tokenizer" / "1"
     tokenizer_dir.mkdir(parents=True, exist_ok=True)
     for name in TOKENIZER_FILES:
-        shutil.copy2(checkpoint / name, tokenizer_dir / name)
+        shutil.copyfile(checkpoint / name, tokenizer_dir / name)
     preprocess_dir = repo / "clip_image_preprocess" / "1"
     preprocess_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(checkpoint / hf_processor.PREPROCESSOR_CONFIG, preprocess_dir / hf_processor.PREPROCESSOR_CONFIG)
+    shutil.copyfile(checkpoint / hf_processor.PREPROCESSOR_CONFIG, preprocess_dir / hf_processor.PREPROCESSOR_CONFIG)
 
     # the served pre-processing equals transformers' before any network runs
     pictures = [decode_image(sample.data, "rgb") for sample in photo_samples()[:8]]
@@ -150,10 +198,10 @@ def main(argv=None) -> int:
             shutil.move(str(staged), onnx_path)
 
     pixel_dims = [3, height, width]
-    update_dims(repo / "clip_image_preprocess" / "config.pbtxt", {IMAGE_INPUT: pixel_dims})
-    update_dims(repo / "clip_image_encoder" / "config.pbtxt", {IMAGE_INPUT: pixel_dims, OUTPUT_NAME: [dim]})
+    edit_config(repo / "clip_image_preprocess" / "config.pbtxt", dims={IMAGE_INPUT: pixel_dims})
+    edit_config(repo / "clip_image_encoder" / "config.pbtxt", dims={IMAGE_INPUT: pixel_dims, OUTPUT_NAME: [dim]})
     for name in ("clip_text_encoder", "clip_image_embedding", "clip_text_embedding"):
-        update_dims(repo / name / "config.pbtxt", {OUTPUT_NAME: [dim]})
+        edit_config(repo / name / "config.pbtxt", dims={OUTPUT_NAME: [dim]})
 
     profiles = {
         "clip_image_encoder": {IMAGE_INPUT: Profile((1, 3, height, width), (4, 3, height, width), (16, 3, height, width))},
@@ -174,11 +222,13 @@ def main(argv=None) -> int:
             repo / model_name / "1" / "model.onnx", repo / model_name, formats, profiles[model_name], args.fp16, check_plan
         )
         formats_used.append(f"{model_name} {placement.format}")
-    print(
+    summary = (
         f"exported {origin} -> {', '.join(formats_used)} in {time.monotonic() - started:.1f} s; D = {dim}; "
         f"on {len(pictures)} pictures and {len(texts)} texts vs transformers: pixel_values max |diff| {pixel_diff:.1e}, "
         f"token ids identical; " + "; ".join(report)
     )
+    print(summary)
+    finish(args, "clip", started, summary)
     return 0
 
 

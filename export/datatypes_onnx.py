@@ -1,35 +1,70 @@
 """Build `datatypes_onnx`: a small ONNX graph with one elementwise op per data
-type, check it with onnxruntime against numpy, and place it in the repository."""
+type, check it with onnxruntime against numpy, and place it in the repository.
+
+    python export/datatypes_onnx.py [--output-dir model_repository]
+
+`CASES` and `reference_outputs` say what the graph computes; the tests check
+the server against the same."""
 
 from __future__ import annotations
 
-import argparse
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-
-from pipelines.datatypes_onnx import CASES, reference_outputs  # noqa: E402
-
-ONNX_TYPES = {
-    "float32": TensorProto.FLOAT,
-    "float16": TensorProto.FLOAT16,
-    "int64": TensorProto.INT64,
-    "int32": TensorProto.INT32,
-    "uint8": TensorProto.UINT8,
-    "bool": TensorProto.BOOL,
-}
+from export.common.cli import ExportArguments, finish
 
 
-def build_graph() -> onnx.ModelProto:
+@dataclass(frozen=True)
+class Case:
+    input: str
+    output: str
+    dtype: str
+    op: str  # "affine" (x * scale + offset) or "not"
+    scale: float = 1
+    offset: float = 0
+
+
+CASES = (
+    Case("x_fp32", "y_fp32", "float32", "affine", 2.0, 1.0),
+    Case("x_fp16", "y_fp16", "float16", "affine", 0.5, -1.0),
+    Case("x_int64", "y_int64", "int64", "affine", 3, 1),
+    Case("x_int32", "y_int32", "int32", "affine", -1, 7),
+    Case("x_uint8", "y_uint8", "uint8", "affine", 1, 5),
+    Case("x_bool", "y_bool", "bool", "not"),
+)
+
+
+def reference_outputs(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    outputs = {}
+    for case in CASES:
+        x = inputs[case.input]
+        if case.op == "not":
+            outputs[case.output] = np.logical_not(x)
+        else:
+            dtype = np.dtype(case.dtype)
+            outputs[case.output] = (x * dtype.type(case.scale) + dtype.type(case.offset)).astype(dtype)
+    return outputs
+
+
+def build_graph():
+    import onnx
+    from onnx import TensorProto, helper
+
+    onnx_types = {
+        "float32": TensorProto.FLOAT,
+        "float16": TensorProto.FLOAT16,
+        "int64": TensorProto.INT64,
+        "int32": TensorProto.INT32,
+        "uint8": TensorProto.UINT8,
+        "bool": TensorProto.BOOL,
+    }
     nodes, inputs, outputs, initializers = [], [], [], []
     for case in CASES:
-        elem = ONNX_TYPES[case.dtype]
+        elem = onnx_types[case.dtype]
         inputs.append(helper.make_tensor_value_info(case.input, elem, ["batch", "n"]))
         outputs.append(helper.make_tensor_value_info(case.output, elem, ["batch", "n"]))
         if case.op == "not":
@@ -47,7 +82,7 @@ def build_graph() -> onnx.ModelProto:
     return model
 
 
-def check(path: Path) -> None:
+def check(path: Path) -> str:
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -63,18 +98,22 @@ def check(path: Path) -> None:
     for name, expected in want.items():
         if got[name].dtype != expected.dtype or not np.array_equal(got[name], expected):
             raise SystemExit(f"export check failed for {name}: {got[name]} != {expected}")
-    print(f"checked {path} against numpy: {len(want)} outputs identical")
+    return f"checked {path} against numpy: {len(want)} outputs identical"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--output-dir", type=Path, default=REPO_ROOT / "model_repository")
-    args = parser.parse_args()
+def main(argv=None) -> int:
+    import onnx
+
+    args = ExportArguments("datatypes_onnx", __doc__.splitlines()[0], "the graph built here").parse(argv)
+    started = time.monotonic()
     path = args.output_dir / "datatypes_onnx" / "1" / "model.onnx"
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(build_graph(), str(path))
-    check(path)
+    summary = check(path)
+    print(summary)
+    finish(args, "datatypes_onnx", started, summary)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -9,50 +9,44 @@ graphs give RapidOCR's own answers on a rendered picture."""
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
+import tempfile
+import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-
-from pipelines.ocr.models import CHARACTERS_FILE  # noqa: E402
-from pipelines.ocr.params import MODEL_FILES, character_list, rapidocr_models_dir  # noqa: E402
+from export.common.cli import ExportArguments, finish
+from pipelines.ocr.models import CHARACTERS_FILE
+from tools.references.ocr import MODEL_FILES, OfflineOCR, character_list, rapidocr_models_dir
+from tools.testsets.ocr import encode, render_lines
 
 TARGETS = {"det": "ocr_det", "cls": "ocr_cls", "rec": "ocr_rec"}
 DICTIONARY_USERS = ("ocr_recognize", "ocr_bls")
 
 
-def check(output_dir: Path) -> None:
+def check(output_dir: Path) -> str:
     from rapidocr_onnxruntime import RapidOCR
 
-    from pipelines.ocr.offline import OfflineOCR
-    from pipelines.ocr.testset import encode, render_lines
-
-    scratch = output_dir / ".ocr_check"
-    scratch.mkdir(exist_ok=True)
-    for name, folder in TARGETS.items():
-        shutil.copy2(output_dir / folder / "1" / "model.onnx", scratch / MODEL_FILES[name])
-    picture = encode(render_lines(["export check", "PP-OCRv4 on Triton"], size=32))
-    reference, _ = RapidOCR()(picture)
-    ours = OfflineOCR(scratch)(picture)
-    shutil.rmtree(scratch)
+    with tempfile.TemporaryDirectory() as scratch:
+        for name, folder in TARGETS.items():
+            shutil.copyfile(output_dir / folder / "1" / "model.onnx", Path(scratch) / MODEL_FILES[name])
+        picture = encode(render_lines(["export check", "PP-OCRv4 on Triton"], size=32))
+        reference, _ = RapidOCR()(picture)
+        ours = OfflineOCR(scratch)(picture)
     expected = [text for _, text, _ in reference or []]
     if ours.texts != expected:
         raise SystemExit(f"export check failed: {ours.texts} != RapidOCR's {expected}")
-    print(f"checked: the exported networks read {ours.texts} as RapidOCR does")
+    return f"checked: the exported networks read {ours.texts} as RapidOCR does"
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output-dir", type=Path, default=REPO_ROOT / "model_repository")
-    args = parser.parse_args(argv)
-    source = rapidocr_models_dir()
+    args = ExportArguments("ocr", __doc__.splitlines()[0], "the rapidocr-onnxruntime package").parse(argv)
+    started = time.monotonic()
+    source = Path(args.source) if args.source else rapidocr_models_dir()
     for name, folder in TARGETS.items():
         target = args.output_dir / folder / "1" / "model.onnx"
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source / MODEL_FILES[name], target)
+        shutil.copyfile(source / MODEL_FILES[name], target)  # a fresh mtime: make sees the copy as new
         print(f"{source / MODEL_FILES[name]} -> {target}")
     characters = character_list(source / MODEL_FILES["rec"])
     for folder in DICTIONARY_USERS:
@@ -60,7 +54,9 @@ def main(argv=None) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("\n".join(characters), encoding="utf-8")
     print(f"CTC dictionary: {len(characters)} entries (blank + {len(characters) - 2} characters + space)")
-    check(args.output_dir)
+    summary = check(args.output_dir)
+    print(summary)
+    finish(args, "ocr", started, summary)
     return 0
 
 

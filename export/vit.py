@@ -1,11 +1,11 @@
 """Export a ViT checkpoint for `vit` (ensemble) and `vit_python`.
 
     python export/vit.py [--source PATH_OR_HF_NAME] [--format tensorrt,onnx] [--fp16]
-                         [--output-dir model_repository]
+                         [--output-dir model_repository] [--checkpoint-dir checkpoints/vit]
 
-Without --source a ViT of `pipelines.vit.SEEDED_CONFIG` with seeded random
-weights is built (there is no hub here); with it, any ViT checkpoint (a local
-folder, or a Hugging Face name such as google/vit-base-patch16-224-in21k).
+Without --source (and no recorded one) a ViT of `SEEDED_CONFIG` with seeded
+random weights is built (there is no hub here); with it, any ViT checkpoint
+(a local folder, or a Hugging Face name such as google/vit-base-patch16-224-in21k).
 Writes:
 - checkpoints/vit/ (the reference weights and processor) and a copy in
   vit_python/1/checkpoint/;
@@ -26,28 +26,63 @@ from pathlib import Path
 import numpy as np
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
+from export.common.cli import ExportArguments, export_onnx, fill_checkpoint, finish
+from export.common.formats import Profile, place_network, run_tensorrt_plan
+from pipelines.image import hf_processor
+from pipelines.image.decode import decode_image
+from pipelines.vit import INPUT_NAME, OUTPUT_NAME
+from pipelines.vit.models import CHECKPOINT_DIR, TorchViT
+from tools.pbtxt import edit_config
+from tools.testsets.images import photo_samples
 
-from pipelines.export.configs import update_dims  # noqa: E402
-from pipelines.export.formats import Profile, place_network, run_tensorrt_plan  # noqa: E402
-from pipelines.export.script import arguments, export_onnx, fill_checkpoint  # noqa: E402
-from pipelines.image import hf_processor  # noqa: E402
-from pipelines.image.decode import decode_image  # noqa: E402
-from pipelines.image.testset import photo_samples  # noqa: E402
-from pipelines.vit import (  # noqa: E402
-    INPUT_NAME,
-    OUTPUT_NAME,
-    TorchViT,
-    checkpoint_dir,
-    copy_checkpoint,
-    seeded_checkpoint,
-    serving_checkpoint_dir,
+SEEDED_CONFIG = dict(
+    image_size=224,
+    patch_size=16,
+    hidden_size=192,
+    num_hidden_layers=12,
+    num_attention_heads=3,
+    intermediate_size=768,
 )
-
+"""ViT-Tiny/16's shape (197 tokens x 192), small enough for a 2-core CPU."""
+SEED = 0
+CHECKPOINT_FILES = ("config.json", "model.safetensors", "preprocessor_config.json")
 MAX_ABS_DIFF = 1e-4  # ONNX vs torch, last_hidden_state
 MAX_ABS_DIFF_FP16 = 5e-2  # a TensorRT FP16 plan vs torch
 MAX_BATCH = 8
+
+
+def serving_checkpoint_dir(repository: Path) -> Path:
+    """The copy vit_python serves."""
+    return Path(repository) / "vit_python" / "1" / CHECKPOINT_DIR
+
+
+def seeded_checkpoint(target: Path, seed: int = SEED) -> Path:
+    """Write a ViTModel of SEEDED_CONFIG with weights drawn after
+    torch.manual_seed(seed), and the default ViT image processor."""
+    from transformers import ViTConfig, ViTModel
+    from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
+
+    torch.manual_seed(seed)
+    model = ViTModel(ViTConfig(**SEEDED_CONFIG)).eval()
+    target.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(target))
+    ViTImageProcessorPil().save_pretrained(str(target))
+    return target
+
+
+def copy_checkpoint(source: Path, target: Path) -> Path:
+    """The files a ViT checkpoint needs, copied (nothing else of a hub snapshot)."""
+    target.mkdir(parents=True, exist_ok=True)
+    missing = [name for name in CHECKPOINT_FILES if not (Path(source) / name).exists()]
+    if "model.safetensors" in missing and (Path(source) / "pytorch_model.bin").exists():
+        missing.remove("model.safetensors")
+        shutil.copy2(Path(source) / "pytorch_model.bin", target / "pytorch_model.bin")
+    if missing:
+        raise FileNotFoundError(f"{source} is not a ViT checkpoint with an image processor: {missing} missing")
+    for name in CHECKPOINT_FILES:
+        if (Path(source) / name).exists():
+            shutil.copy2(Path(source) / name, target / name)
+    return target
 
 
 class Encoder(torch.nn.Module):
@@ -66,10 +101,10 @@ def check_pictures() -> list[np.ndarray]:
 
 
 def main(argv=None) -> int:
-    args, formats = arguments(__doc__.splitlines()[0], "ViT", checkpoint_dir(), argv)
+    args = ExportArguments("vit", __doc__.splitlines()[0], "a seeded small ViT", checkpoint=True).parse(argv)
     started = time.monotonic()
     checkpoint = args.checkpoint_dir
-    origin = fill_checkpoint(args.source, checkpoint, seeded_checkpoint, copy_checkpoint, "seeded ViT (pipelines.vit.SEEDED_CONFIG)")
+    origin = fill_checkpoint(args.source, checkpoint, seeded_checkpoint, copy_checkpoint, "seeded ViT (export/vit.py SEEDED_CONFIG)")
     reference = TorchViT(checkpoint)
     spec = hf_processor.ImageProcessorSpec.from_file(checkpoint)
     height, width = spec.output_size
@@ -80,7 +115,7 @@ def main(argv=None) -> int:
     shutil.copytree(checkpoint, served_checkpoint)
     preprocess_dir = args.output_dir / "vit_preprocess" / "1"
     preprocess_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(checkpoint / hf_processor.PREPROCESSOR_CONFIG, preprocess_dir / hf_processor.PREPROCESSOR_CONFIG)
+    shutil.copyfile(checkpoint / hf_processor.PREPROCESSOR_CONFIG, preprocess_dir / hf_processor.PREPROCESSOR_CONFIG)
 
     pictures = check_pictures()
     pixel_values = hf_processor.preprocess(pictures, spec)
@@ -108,8 +143,8 @@ def main(argv=None) -> int:
         shutil.move(str(staged), onnx_path)
 
     dims = [3, height, width]
-    update_dims(preprocess_dir.parent / "config.pbtxt", {INPUT_NAME: dims})
-    update_dims(model_dir / "config.pbtxt", {INPUT_NAME: dims})
+    edit_config(preprocess_dir.parent / "config.pbtxt", dims={INPUT_NAME: dims})
+    edit_config(model_dir / "config.pbtxt", dims={INPUT_NAME: dims})
 
     def check_plan(plan_path: Path) -> None:
         got = run_tensorrt_plan(plan_path, {INPUT_NAME: pixel_values}, [OUTPUT_NAME])[OUTPUT_NAME]
@@ -120,12 +155,14 @@ def main(argv=None) -> int:
             raise RuntimeError(f"the plan differs from torch by {diff:g} (limit {limit:g})")
 
     profile = Profile((1, 3, height, width), (4, 3, height, width), (MAX_BATCH, 3, height, width))
-    placement = place_network(onnx_path, model_dir, formats, {INPUT_NAME: profile}, fp16=args.fp16, check_plan=check_plan)
-    print(
+    placement = place_network(onnx_path, model_dir, args.formats, {INPUT_NAME: profile}, fp16=args.fp16, check_plan=check_plan)
+    summary = (
         f"exported {origin} -> {model_dir} ({placement.format}) in {time.monotonic() - started:.1f} s; "
         f"last_hidden_state {list(expected.shape[1:])}; on {len(pictures)} pictures: preprocessing vs transformers "
         f"max |diff| {preprocess_diff:.1e}, ONNX vs torch max |diff| {onnx_diff:.2e} (limit {MAX_ABS_DIFF:g})"
     )
+    print(summary)
+    finish(args, "vit", started, summary)
     return 0
 
 

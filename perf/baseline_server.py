@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 def text_embedding_handler():
     from sentence_transformers import SentenceTransformer
 
-    from pipelines.text.minilm import packaged_model_dir
+    from tools.references.text import packaged_model_dir
 
     model = SentenceTransformer(str(packaged_model_dir()), device="cpu")
 
@@ -46,9 +46,10 @@ def ocr_handler():
 
 
 def _clip():
-    from pipelines.clip import TorchCLIP, checkpoint_dir
+    from tools.paths import checkpoint_dir
+    from tools.references.clip import TorchCLIP
 
-    return TorchCLIP(checkpoint_dir())
+    return TorchCLIP(checkpoint_dir("clip"))
 
 
 def clip_image_handler():

@@ -14,16 +14,18 @@ from pathlib import Path
 from PIL import Image
 
 from perf.baseline_server import BaselineServer
-from perf.harness import Row, closed_loop, format_table, picture_inputs, run_perf_analyzer, text_inputs
-from pipelines.clip import TorchCLIP, checkpoint_dir
-from pipelines.image.testset import photo_samples
-from pipelines.runtime.server import free_port
-from pipelines.text.sentences import varied_sentences
+from perf.harness import closed_loop, offline, picture_inputs, run_perf_analyzer, text_inputs
+from perf.report import Report, Row, Table
+from tools.paths import checkpoint_dir
+from tools.references.clip import TorchCLIP
+from tools.runtime.server import free_port
+from tools.testsets.images import photo_samples
+from tools.testsets.sentences import varied_sentences
 
 PER_REQUEST = "transformers per-request server"
 
 
-def offline(embed, items: list, batch: int, repeats: int) -> float:
+def items_per_second(embed, items: list, batch: int, repeats: int) -> float:
     """Items/s of `embed(batch of items)` over all items, after a warm-up."""
     embed(items[:batch])
     started = time.perf_counter()
@@ -41,41 +43,30 @@ def measure(server, model: str, data: Path, baseline: str, bodies: list[bytes], 
     return rows
 
 
-def ratio_line(rows: list[Row], model: str, unit: str) -> str:
-    top = max(r.concurrency for r in rows)
-    served = next(r.throughput for r in rows if r.system == f"triton {model}" and r.concurrency == top)
-    plain = next(r.throughput for r in rows if r.system == PER_REQUEST and r.concurrency == top)
-    limit = next(r.throughput for r in rows if r.concurrency == 0)
+def ratio_line(table: Table, model: str, unit: str, offline_label: str, top: int) -> str:
+    served = table.value(f"triton {model}", top)
     return (
-        f"At concurrency {top}: {model} serves {served / plain:.2f}x the per-request server's {unit}/s "
-        f"and {served / limit:.2f}x the offline batched limit."
+        f"At concurrency {top}: {model} serves {served / table.value(PER_REQUEST, top):.2f}x the per-request server's {unit}/s "
+        f"and {served / table.value(offline_label, None):.2f}x the offline batched limit."
     )
 
 
-def run(server, concurrencies, quick: bool = False) -> str:
+def run(server, concurrencies, quick: bool = False) -> Report:
     seconds = 3.0 if quick else 8.0
     pictures = [sample.data for sample in photo_samples()]
     texts = varied_sentences(200)
-    image_data = picture_inputs(pictures, "clip-images")
-    text_data = text_inputs(texts, "clip-texts")
-
-    image_rows = measure(server, "clip_image_embedding", image_data, "clip_image", pictures, concurrencies, seconds)
-    text_rows = measure(
-        server, "clip_text_embedding", text_data, "clip_text", [json.dumps({"text": t}).encode() for t in texts], concurrencies, seconds
-    )
-    clip = TorchCLIP(checkpoint_dir())
+    image_rows = measure(server, "clip_image_embedding", picture_inputs(pictures, "clip-images"), "clip_image", pictures, concurrencies, seconds)
+    text_bodies = [json.dumps({"text": t}).encode() for t in texts]
+    text_rows = measure(server, "clip_text_embedding", text_inputs(texts, "clip-texts"), "clip_text", text_bodies, concurrencies, seconds)
+    clip = TorchCLIP(checkpoint_dir("clip"))
     repeats = 1 if quick else 2
-    image_rows.append(
-        Row("transformers offline, batches of 16", 0, offline(lambda b: clip.embed_images([Image.open(io.BytesIO(p)) for p in b]), pictures, 16, repeats), 0, 0)
-    )
-    text_rows.append(Row("transformers offline, batches of 64", 0, offline(clip.embed_texts, texts, 64, repeats), 0, 0))
-    return "\n\n".join(
-        [
-            format_table(image_rows, "images", reference=PER_REQUEST),
-            ratio_line(image_rows, "clip_image_embedding", "images"),
-            format_table(text_rows, "texts", reference=PER_REQUEST),
-            ratio_line(text_rows, "clip_text_embedding", "texts"),
-            f"{len(pictures)} pictures (pipelines.image.testset.photo_samples) and {len(texts)} sentences "
-            "(pipelines.text.sentences), round-robin, one per request.",
-        ]
+    image_offline, text_offline = "transformers offline, batches of 16", "transformers offline, batches of 64"
+    image_rows.append(offline(image_offline, items_per_second(lambda b: clip.embed_images([Image.open(io.BytesIO(p)) for p in b]), pictures, 16, repeats)))
+    text_rows.append(offline(text_offline, items_per_second(clip.embed_texts, texts, 64, repeats)))
+    images = Table(f"clip_image_embedding: {len(pictures)} pictures (photo_samples), one per request", "images", image_rows, PER_REQUEST)
+    sentences = Table(f"clip_text_embedding: {len(texts)} varied sentences, one per request", "texts", text_rows, PER_REQUEST)
+    top = max(concurrencies)
+    return Report(
+        [images, sentences],
+        [ratio_line(images, "clip_image_embedding", "images", image_offline, top), ratio_line(sentences, "clip_text_embedding", "texts", text_offline, top)],
     )

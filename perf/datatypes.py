@@ -1,6 +1,7 @@
 """Smoke suite: perf_analyzer on `datatypes` (two Python models) and on
 `datatypes_onnx` (the onnxruntime backend) with real inputs, beside calling
-the same ONNX graph in-process with onnxruntime."""
+the same ONNX graph in-process with onnxruntime (the floor of any server's
+overhead)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from perf.harness import closed_loop, format_table, run_perf_analyzer, write_input_data
-from pipelines.datatypes_onnx import CASES
-from pipelines.runtime.distribution import REPO_ROOT
+from export.datatypes_onnx import CASES
+from perf.harness import closed_loop, run_perf_analyzer, write_input_data
+from perf.report import Report, Table
+from tools.paths import MODEL_REPOSITORY
+
+IN_PROCESS = "datatypes_onnx graph, onnxruntime in-process"
 
 
 def datatypes_samples(n: int = 8) -> list[dict[str, np.ndarray]]:
@@ -33,18 +37,19 @@ def onnx_samples(n: int = 8) -> list[dict[str, np.ndarray]]:
     return [{c.input: rng.integers(0, 2 if c.dtype == "bool" else 50, 64).astype(c.dtype) for c in CASES} for _ in range(n)]
 
 
-def run(server, concurrencies, quick: bool = False) -> str:
+def run(server, concurrencies, quick: bool = False) -> Report:
     import onnxruntime as ort
 
     scratch = Path(tempfile.mkdtemp(prefix="perf-datatypes-"))
     datatypes_data = write_input_data(datatypes_samples(), scratch / "datatypes.json")
     onnx_data = write_input_data(onnx_samples(), scratch / "onnx.json")
-    session = ort.InferenceSession(str(REPO_ROOT / "model_repository/datatypes_onnx/1/model.onnx"), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(MODEL_REPOSITORY / "datatypes_onnx/1/model.onnx"), providers=["CPUExecutionProvider"])
     local = [{k: v[None] for k, v in s.items()} for s in onnx_samples()]
     measurement_ms = 2000 if quick else 5000
     rows = []
     for c in concurrencies:
         rows.append(run_perf_analyzer("datatypes", server.http_url, c, datatypes_data, measurement_ms=measurement_ms))
         rows.append(run_perf_analyzer("datatypes_onnx", server.http_url, c, onnx_data, measurement_ms=measurement_ms))
-        rows.append(closed_loop(lambda i: (session.run(None, local[i % len(local)]), 1)[1], c, duration_s=measurement_ms / 1000, label="onnxruntime in-process"))
-    return format_table(rows, "requests", reference="onnxruntime in-process")
+        rows.append(closed_loop(lambda i: (session.run(None, local[i % len(local)]), 1)[1], c, duration_s=measurement_ms / 1000, label=IN_PROCESS))
+    table = Table("datatypes (two Python models) and datatypes_onnx (onnxruntime backend), one request of 1 row each", "requests", rows, IN_PROCESS)
+    return Report([table], ["perf_analyzer runs over HTTP: its synchronous gRPC mode paused between requests at concurrency 1 on this machine."])

@@ -1,5 +1,6 @@
-"""What every perf suite shares: a server of its own, perf_analyzer runs with
-real inputs, closed-loop baselines at a given concurrency, one table."""
+"""What every perf suite shares: perf_analyzer runs with real inputs, and
+closed-loop and sequential baselines measured the same way (rows of
+perf/report.py)."""
 
 from __future__ import annotations
 
@@ -13,25 +14,14 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
-from pipelines.runtime.distribution import BUILD_DIR, assemble_lib_dir, find_distribution
-
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
-
-
-@dataclass
-class Row:
-    system: str
-    concurrency: int
-    throughput: float  # items/s
-    p50_ms: float
-    p95_ms: float
-    note: str = ""
+from perf.report import Row
+from tools.paths import BUILD_DIR
+from tools.runtime.distribution import assemble_lib_dir, find_distribution
 
 
 def perf_analyzer_binary() -> Path:
@@ -64,7 +54,7 @@ def write_input_data(samples: Sequence[dict[str, np.ndarray]], path: Path) -> Pa
 def picture_inputs(pictures: Sequence[bytes], name: str) -> Path:
     """--input-data of the image pipelines: one encoded picture per request
     (`input_image`, perf_analyzer adds the batch axis), in a fresh temp folder."""
-    from pipelines.client import encoded_bytes_tensor
+    from clients.common import encoded_bytes_tensor
 
     folder = Path(tempfile.mkdtemp(prefix=f"perf-{name}-"))
     return write_input_data([{"input_image": encoded_bytes_tensor(p)} for p in pictures], folder / f"{name}.json")
@@ -171,59 +161,23 @@ def closed_loop(
     )
 
 
-def format_table(rows: Sequence[Row], unit: str, reference: str | None = None) -> str:
-    """Markdown table; `reference` names the system each throughput is compared with."""
-    ref = {r.concurrency: r.throughput for r in rows if r.system == reference}
-    ref_any = next((r.throughput for r in rows if r.system == reference), None)
-    header = f"| system | concurrency | {unit}/s | p50 ms | p95 ms |" + (f" vs {reference} |" if reference else "")
-    lines = [header, "|" + "---|" * (header.count("|") - 1)]
-    for r in rows:
-        line = f"| {r.system} | {r.concurrency} | {r.throughput:.1f} | {r.p50_ms:.1f} | {r.p95_ms:.1f} |"
-        if reference:
-            base = ref.get(r.concurrency, ref_any)
-            line += f" {r.throughput / base:.2f}x |" if base else " - |"
-        lines.append(line)
-    return "\n".join(lines)
+def sequential(call: Callable[[object], object], items: Sequence, duration_s: float, label: str) -> Row:
+    """`call(item)` on the items in turn, one at a time, for about duration_s
+    (and at least once over the items)."""
+    call(items[0])
+    latencies = []
+    started = time.perf_counter()
+    i = 0
+    while time.perf_counter() - started < duration_s or i < len(items):
+        t0 = time.perf_counter()
+        call(items[i % len(items)])
+        latencies.append(time.perf_counter() - t0)
+        i += 1
+    wall = time.perf_counter() - started
+    ordered = sorted(latencies)
+    return Row(label, 1, len(latencies) / wall, statistics.median(ordered) * 1000, ordered[int(0.95 * (len(ordered) - 1))] * 1000)
 
 
-def save(name: str, table: str) -> Path:
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"{name}.md"
-    path.write_text(table + "\n")
-    return path
-
-
-def model_stats(url: str, models: Sequence[str]) -> dict[str, dict[str, int]]:
-    """Cumulative counters of each model's latest version: inferences,
-    executions, and queue / compute nanoseconds (Triton's statistics API)."""
-    import tritonclient.http as httpclient
-
-    client = httpclient.InferenceServerClient(url)
-    try:
-        out = {}
-        for model in models:
-            entry = client.get_inference_statistics(model_name=model)["model_stats"][0]
-            stats = entry["inference_stats"]
-            out[model] = {
-                "inferences": int(entry.get("inference_count", 0)),
-                "executions": int(entry.get("execution_count", 0)),
-                "queue_ns": int(stats["queue"]["ns"]),
-                "compute_ns": sum(int(stats[k]["ns"]) for k in ("compute_input", "compute_infer", "compute_output")),
-            }
-        return out
-    finally:
-        client.close()
-
-
-def time_shares(before: dict, after: dict) -> str:
-    """Per composing model between two model_stats readings: items per
-    execution, and mean queue and compute milliseconds per execution."""
-    parts = []
-    for model in after:
-        d = {k: after[model][k] - before[model][k] for k in after[model]}
-        executions = max(d["executions"], 1)
-        parts.append(
-            f"{model} {d['inferences'] / executions:.1f} items/exec, "
-            f"queue {d['queue_ns'] / executions / 1e6:.1f} ms, compute {d['compute_ns'] / executions / 1e6:.1f} ms"
-        )
-    return "; ".join(parts)
+def offline(label: str, items_per_second: float) -> Row:
+    """A throughput measured without clients (an offline batched limit): no latency."""
+    return Row(label, None, items_per_second)

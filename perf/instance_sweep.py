@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import tempfile
 from pathlib import Path
 
-from perf.harness import format_table, picture_inputs, run_perf_analyzer
-from pipelines.image.testset import photo_samples
-from pipelines.runtime.server import DEFAULT_REPOSITORY, TritonServer
+from perf.harness import picture_inputs, run_perf_analyzer
+from perf.report import Table
+from tools.paths import MODEL_REPOSITORY
+from tools.pbtxt import edit_config
+from tools.runtime.server import TritonServer
+from tools.testsets.images import photo_samples
 
 
 def linked_copy(source: Path, target: Path) -> Path:
@@ -27,30 +29,19 @@ def linked_copy(source: Path, target: Path) -> Path:
     return target
 
 
-def set_instance_count(config_path: Path, count: int) -> None:
-    text = config_path.read_text()
-    updated, n = re.subn(r"(instance_group \[ \{ count: )\d+", rf"\g<1>{count}", text)
-    if n != 1:
-        raise ValueError(f"{config_path}: expected one 'instance_group [ {{ count: N' line, found {n}")
-    config_path.unlink()  # a symlink: write a real file in its place
-    config_path.write_text(updated)
-
-
-def sweep(model: str, counts: list[int], entry: str, concurrencies: list[int], seconds: float) -> str:
+def sweep(model: str, counts: list[int], entry: str, concurrencies: list[int], seconds: float) -> Table:
     pictures = [sample.data for sample in photo_samples()]
     scratch = Path(tempfile.mkdtemp(prefix="perf-sweep-"))
     data = picture_inputs(pictures, "sweep")
     rows = []
     for count in counts:
-        repository = linked_copy(DEFAULT_REPOSITORY, scratch / f"repository-{count}")
-        set_instance_count(repository / model / "config.pbtxt", count)
+        repository = linked_copy(MODEL_REPOSITORY, scratch / f"repository-{count}")
+        edit_config(repository / model / "config.pbtxt", instance_count=count)
         with TritonServer(repositories=[repository]) as server:
             for c in concurrencies:
-                rows.append(
-                    run_perf_analyzer(entry, server.http_url, c, data, measurement_ms=int(seconds * 1000), label=f"{entry}, {model} x{count}")
-                )
+                rows.append(run_perf_analyzer(entry, server.http_url, c, data, measurement_ms=int(seconds * 1000), label=f"{entry}, {model} x{count}"))
         shutil.rmtree(repository)
-    return format_table(rows, "images")
+    return Table(f"{entry} with {model} at {counts} instances", "images", rows)
 
 
 def main(argv=None) -> None:
@@ -61,14 +52,8 @@ def main(argv=None) -> None:
     parser.add_argument("--concurrency", default="4,8")
     parser.add_argument("--seconds", type=float, default=8.0)
     args = parser.parse_args(argv)
-    table = sweep(
-        args.model,
-        [int(c) for c in args.counts.split(",")],
-        args.entry,
-        [int(c) for c in args.concurrency.split(",")],
-        args.seconds,
-    )
-    print(table)
+    table = sweep(args.model, [int(c) for c in args.counts.split(",")], args.entry, [int(c) for c in args.concurrency.split(",")], args.seconds)
+    print(table.markdown())
 
 
 if __name__ == "__main__":

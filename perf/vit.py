@@ -7,18 +7,17 @@ closed-loop threads)."""
 
 from __future__ import annotations
 
-
-from perf.harness import closed_loop, format_table, picture_inputs, run_perf_analyzer
-from perf.orientation import sequential
+from perf.harness import closed_loop, picture_inputs, run_perf_analyzer, sequential
+from perf.report import Report, Table
 from pipelines.image.decode import decode_image
-from pipelines.image.testset import photo_samples
-from pipelines.vit import TorchViT, checkpoint_dir
+from pipelines.vit.models import TorchViT
+from tools.paths import checkpoint_dir
+from tools.testsets.images import photo_samples
 
-UNIT = "images"
 DIRECT = "transformers in-process, sequential"
 
 
-def run(server, concurrencies, quick: bool = False) -> str:
+def run(server, concurrencies, quick: bool = False) -> Report:
     pictures = [sample.data for sample in photo_samples()]
     data = picture_inputs(pictures, "vit")
     measurement_ms = 3000 if quick else 8000
@@ -27,7 +26,7 @@ def run(server, concurrencies, quick: bool = False) -> str:
         for c in concurrencies:
             rows.append(run_perf_analyzer(model, server.http_url, c, data, measurement_ms=measurement_ms))
 
-    reference = TorchViT(checkpoint_dir())
+    reference = TorchViT(checkpoint_dir("vit"))
 
     def direct(p: bytes) -> None:
         reference([decode_image(p, "rgb")])
@@ -35,12 +34,7 @@ def run(server, concurrencies, quick: bool = False) -> str:
     rows.append(sequential(direct, pictures, measurement_ms / 1000, DIRECT))
     for c in concurrencies[1:]:
         rows.append(closed_loop(lambda i: (direct(pictures[i % len(pictures)]), 1)[1], c, duration_s=measurement_ms / 1000, label="transformers in-process, threads"))
-    table = format_table(rows, UNIT, reference=DIRECT)
+    table = Table(f"vit: {len(pictures)} pictures (tools/testsets/images.py photo_samples), round-robin", "images", rows, DIRECT)
     top = max(concurrencies)
-    by = {(r.system, r.concurrency): r.throughput for r in rows}
-    return (
-        table
-        + f"\n\n{len(pictures)} pictures (pipelines.image.testset.photo_samples), round-robin. At concurrency {top}: "
-        + f"vit {by[('triton vit', top)]:.1f} images/s, vit_python {by[('triton vit_python', top)]:.1f} "
-        + f"({by[('triton vit', top)] / by[('triton vit_python', top)]:.2f}x for the ensemble)."
-    )
+    vit, vit_python = table.value("triton vit", top), table.value("triton vit_python", top)
+    return Report([table], [f"At concurrency {top}: vit {vit:.1f} images/s, vit_python {vit_python:.1f} ({vit / vit_python:.2f}x for the ensemble)."])

@@ -1,20 +1,19 @@
-"""One real tritonserver per test session, on free ports, serving the
-project's repository plus tests/model_repository (test-only models)."""
+"""Shared fixtures: one real tritonserver per test session, on free ports,
+serving the project's repository plus tests/model_repository (test-only
+models); and the same repositories served in this process (tests/inprocess.py)
+for the tests of the serving glue and the models' code."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from pipelines.runtime.server import DEFAULT_REPOSITORY, TritonServer
-
-TEST_REPOSITORY = Path(__file__).parent / "model_repository"
+from tools.paths import MODEL_REPOSITORY, TEST_REPOSITORY
+from tools.runtime.server import TritonServer
 
 
 @pytest.fixture(scope="session")
 def triton():
-    server = TritonServer(repositories=[DEFAULT_REPOSITORY, TEST_REPOSITORY])
+    server = TritonServer(repositories=[MODEL_REPOSITORY, TEST_REPOSITORY])
     server.start(timeout=600)
     yield server
     server.stop()
@@ -36,3 +35,10 @@ def grpc_client(triton):
     client = grpcclient.InferenceServerClient(triton.grpc_url)
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def inprocess():
+    from inprocess import InProcessServer
+
+    return InProcessServer([MODEL_REPOSITORY, TEST_REPOSITORY])

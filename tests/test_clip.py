@@ -4,7 +4,8 @@ CLIPTokenizer(padding=True, truncation at 77) into CLIPModel's
 get_image_features / get_text_features, L2-normalised. Cosine >= 0.9999 for
 every picture (photos, generated, grey, RGBA, palette, 1x1) and every text
 (empty, whitespace, accented, CJK, emoji, longer than 77 tokens), over HTTP
-and gRPC; bad input fails alone."""
+and gRPC. (Bad input, batching, several items per request:
+tests/test_contracts.py.)"""
 
 from __future__ import annotations
 
@@ -15,14 +16,15 @@ import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from PIL import Image
-from triton_helpers import counts_since, grpc_fire_all, make_inputs, settled_counts
+from triton_helpers import grpc_fire_all, make_inputs
 from tritonclient.utils import InferenceServerException
 
-from pipelines.client import encoded_bytes_tensor
-from pipelines.clip import CONTEXT_LENGTH, OUTPUT_NAME, checkpoint_dir
-from pipelines.image import testset
-from pipelines.runtime.server import DEFAULT_REPOSITORY
-from pipelines.text.sentences import varied_sentences
+from clients.common import encoded_bytes_tensor
+from export.common.clip_tokenizer import CONTEXT_LENGTH
+from tools.paths import MODEL_REPOSITORY, checkpoint_dir
+from tools.references.clip import OUTPUT_NAME
+from tools.testsets import images as testset
+from tools.testsets.sentences import varied_sentences
 
 MIN_COSINE = 0.9999
 IMAGE_MODEL, TEXT_MODEL = "clip_image_embedding", "clip_text_embedding"
@@ -48,8 +50,8 @@ def clip():
     import torch
     from transformers import AutoImageProcessor, CLIPModel, CLIPTokenizer
 
-    model = CLIPModel.from_pretrained(str(checkpoint_dir())).eval()
-    return model, AutoImageProcessor.from_pretrained(str(checkpoint_dir())), CLIPTokenizer.from_pretrained(str(checkpoint_dir())), torch
+    model = CLIPModel.from_pretrained(str(checkpoint_dir("clip"))).eval()
+    return model, AutoImageProcessor.from_pretrained(str(checkpoint_dir("clip"))), CLIPTokenizer.from_pretrained(str(checkpoint_dir("clip"))), torch
 
 
 def normalized(features) -> np.ndarray:
@@ -94,7 +96,7 @@ def check_cosines(names, served, expected, what: str) -> None:
 
 def test_tokenizer_files_come_from_the_export():
     for name in ("tokenizer.json", "tokenizer_config.json"):
-        assert (DEFAULT_REPOSITORY / "clip_tokenizer" / "1" / name).read_bytes() == (checkpoint_dir() / name).read_bytes()
+        assert (MODEL_REPOSITORY / "clip_tokenizer" / "1" / name).read_bytes() == (checkpoint_dir("clip") / name).read_bytes()
 
 
 def test_images_grpc(grpc_client, samples, image_reference):
@@ -124,67 +126,12 @@ def test_texts_in_requests_of_several(protocol, http_client, grpc_client, text_r
     check_cosines(batch, served, text_reference, TEXT_MODEL)
 
 
-def test_concurrent_text_requests_are_batched(grpc_client, http_client, text_reference):
-    batch = texts()
-    before = settled_counts(http_client, "clip_tokenizer")
-    answers = grpc_fire_all(grpc_client, TEXT_MODEL, [make_inputs(grpcclient, {"text": text_tensor([t])}) for t in batch])
-    served = []
-    for result, error, _ in answers:
-        assert error is None, error
-        served.append(result.as_numpy(OUTPUT_NAME)[0])
-    check_cosines(batch, served, text_reference, f"{TEXT_MODEL} (one text per request, all at once)")
-    inferences, executions = counts_since(http_client, "clip_tokenizer", before, len(batch))
-    assert inferences == len(batch) and executions < inferences
-
-
-def test_concurrent_image_requests_are_batched(grpc_client, http_client, samples, image_reference):
-    before = settled_counts(http_client, "clip_image_encoder")
-    picks = [i % len(samples) for i in range(32)]
-    answers = grpc_fire_all(grpc_client, IMAGE_MODEL, [image_request(grpcclient, samples[i].data) for i in picks])
-    for i, (result, error, _) in zip(picks, answers):
-        assert error is None, error
-        assert float(result.as_numpy(OUTPUT_NAME)[0] @ image_reference[i]) >= MIN_COSINE
-    inferences, executions = counts_since(http_client, "clip_image_encoder", before, len(picks))
-    print(f"\nclip_image_encoder: {inferences} pictures in {executions} executions")
-    assert inferences == len(picks) and executions < inferences
-
-
-BAD = testset.invalid_samples()
-
-
-@pytest.mark.parametrize("name,data,fragment", BAD, ids=[b[0] for b in BAD])
-def test_bad_picture_fails_alone(grpc_client, samples, image_reference, name, data, fragment):
-    requests = [image_request(grpcclient, samples[0].data), image_request(grpcclient, data), image_request(grpcclient, samples[3].data)]
-    answers = grpc_fire_all(grpc_client, IMAGE_MODEL, requests)
-    error = answers[1][1]
-    assert error is not None and fragment in str(error) and "input_image" in str(error), (name, error)
-    for i, (result, err, _) in zip((0, 3), (answers[0], answers[2])):
-        assert err is None, err
-        assert float(result.as_numpy(OUTPUT_NAME)[0] @ image_reference[i]) >= MIN_COSINE
-
-
 def test_too_thin_picture_is_refused(http_client):
     thin = testset.encode(Image.new("RGB", (3300, 100), (90, 120, 200)), "PNG")
     with pytest.raises(InferenceServerException, match="more than 32 times apart"):
         http_client.infer(IMAGE_MODEL, image_request(httpclient, thin))
 
 
-def test_invalid_utf8_fails_alone(grpc_client, text_reference):
-    good = make_inputs(grpcclient, {"text": text_tensor(["a photo of a cat"])})
-    bad = make_inputs(grpcclient, {"text": np.array([[b"ok"], [b"\xff\xfe broken"]], dtype=np.object_)})
-    answers = grpc_fire_all(grpc_client, TEXT_MODEL, [good, bad, good])
-    assert answers[1][1] is not None and "not valid UTF-8" in str(answers[1][1]) and "text" in str(answers[1][1])
-    for result, error, _ in (answers[0], answers[2]):
-        assert error is None, error
-        assert float(result.as_numpy(OUTPUT_NAME)[0] @ text_reference[2]) >= MIN_COSINE
-
-
 def test_text_batch_over_the_limit_is_refused(http_client):
     with pytest.raises(InferenceServerException, match="batch"):
         http_client.infer(TEXT_MODEL, make_inputs(httpclient, {"text": text_tensor(["x"] * 65)}))
-
-
-@pytest.mark.parametrize("model,name", [(IMAGE_MODEL, "input_image"), (TEXT_MODEL, "text")])
-def test_wrong_dtype_is_refused(http_client, model, name):
-    with pytest.raises(InferenceServerException, match=name):
-        http_client.infer(model, make_inputs(httpclient, {name: np.zeros((1, 4), np.float32)}))

@@ -1,5 +1,7 @@
 """The `datatypes` ensemble carries every data type through two Python models
-unchanged, over HTTP (binary and JSON) and gRPC, and batches requests."""
+unchanged, over HTTP (binary and JSON) and gRPC, every request keeping its
+rows when requests are batched together. (Wrong dtype, missing input,
+batching: tests/test_contracts.py.)"""
 
 from __future__ import annotations
 
@@ -7,13 +9,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from triton_helpers import (
-    counts_since,
-    grpc_fire_all,
-    make_inputs,
-    make_outputs,
-    settled_counts,
-)
+from triton_helpers import grpc_fire_all, make_inputs, make_outputs
 from tritonclient.utils import InferenceServerException
 
 KINDS = ("string", "UINT8_array", "INT8_array", "FP32_image", "bool")
@@ -64,8 +60,7 @@ def test_grpc_round_trip(grpc_client):
     assert_round_trip(sent, grpc_client.infer("datatypes", make_inputs(grpcclient, sent)))
 
 
-def test_concurrent_requests_are_batched_and_keep_their_rows(http_client, grpc_client):
-    before = settled_counts(http_client, "datatypes_model1")
+def test_concurrent_requests_keep_their_rows(grpc_client):
     batch_sizes = [1, 2, 3, 1, 2, 1, 3, 2] * 4
     samples = [sample(batch=b, seed=100 + i) for i, b in enumerate(batch_sizes)]
     requests = [make_inputs(grpcclient, sent) for sent in samples]
@@ -74,31 +69,12 @@ def test_concurrent_requests_are_batched_and_keep_their_rows(http_client, grpc_c
     results = [result for result, _, _ in answers]
     for sent, result in zip(samples, results):
         assert_round_trip(sent, result)
-    inferences, executions = counts_since(http_client, "datatypes_model1", before, sum(batch_sizes))
-    assert inferences == sum(batch_sizes)
-    assert executions < len(batch_sizes), f"{executions} executions for {len(batch_sizes)} requests: nothing was batched"
 
 
 def test_batch_above_max_batch_size_is_rejected(http_client):
     sent = sample(batch=9, seed=3)
     with pytest.raises(InferenceServerException, match="batch-size must be <= 8"):
         http_client.infer("datatypes", make_inputs(httpclient, sent))
-
-
-def test_wrong_dtype_is_rejected_and_server_goes_on(http_client):
-    sent = sample(batch=1, seed=4)
-    sent["ensemble_input_FP32_image"] = sent["ensemble_input_FP32_image"].astype(np.int64)
-    with pytest.raises(InferenceServerException, match="ensemble_input_FP32_image"):
-        http_client.infer("datatypes", make_inputs(httpclient, sent))
-    good = sample(batch=1, seed=5)
-    assert_round_trip(good, http_client.infer("datatypes", make_inputs(httpclient, good)))
-
-
-def test_missing_input_is_rejected(grpc_client):
-    sent = sample(batch=1, seed=6)
-    del sent["ensemble_input_bool"]
-    with pytest.raises(InferenceServerException, match="ensemble_input_bool"):
-        grpc_client.infer("datatypes", make_inputs(grpcclient, sent))
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])

@@ -1,6 +1,6 @@
-"""pipelines/export without a GPU or a server: format priority, config edits,
-the TensorRT custom config (it must pass the linter), and the fall-back from
-TensorRT to ONNX on a machine that cannot build plans."""
+"""export/common without a GPU or a server: format priority, config edits
+(tools/pbtxt.py), the TensorRT custom config (it must pass the linter), and
+the fall-back from TensorRT to ONNX on a machine that cannot build plans."""
 
 from __future__ import annotations
 
@@ -11,24 +11,19 @@ import types
 from pathlib import Path
 
 import pytest
-from google.protobuf import text_format
+from triton_helpers import without_tensorrt
 from tritonclient.grpc import model_config_pb2 as mc
 
-from pipelines.export import formats
-from pipelines.export.configs import (
-    HEADER,
-    set_tensor_dims,
-    tensorrt_config,
-    update_dims,
-)
-from pipelines.export.formats import (
+from export.common import formats
+from export.common.formats import (
     FormatUnavailable,
     Profile,
     parse_formats,
     place_network,
     tensorrt_missing,
 )
-from pipelines.lint.checks import (
+from export.common.tensorrt_config import HEADER, tensorrt_config
+from tools.lint.checks import (
     check_basics,
     check_batching_convention,
     check_config,
@@ -36,15 +31,9 @@ from pipelines.lint.checks import (
     lint_repository,
     load_repository,
 )
-
-REPO = Path(__file__).resolve().parents[1] / "model_repository"
+from tools.paths import MODEL_REPOSITORY as REPO
+from tools.pbtxt import edit_config, parse, set_instance_count, set_parameter, set_tensor_dims
 ONNX_MODELS = sorted(p.parent.name for p in REPO.glob("*/config.pbtxt") if 'backend: "onnxruntime"' in p.read_text())
-
-
-def parse(text: str) -> mc.ModelConfig:
-    config = mc.ModelConfig()
-    text_format.Parse(text, config)
-    return config
 
 
 # ------------------------------------------------------------ parse_formats
@@ -108,18 +97,36 @@ def test_set_tensor_dims_multiline_block_and_unknown_tensor():
         set_tensor_dims(CONFIG, "missing", [1])
 
 
-def test_update_dims_writes_only_on_change(tmp_path):
+def test_edit_config_writes_only_on_change(tmp_path):
     path = tmp_path / "config.pbtxt"
     path.write_text(CONFIG)
     said: list[str] = []
-    assert update_dims(path, {"pixel_values": [3, 224, 224]}, log=said.append) is False
+    assert edit_config(path, dims={"pixel_values": [3, 224, 224]}, log=said.append) is False
     assert path.read_text() == CONFIG and said == []
-    assert update_dims(path, {"pixel_values": [3, 336, 336], "image_embeds": [768]}, log=said.append) is True
+    assert edit_config(path, dims={"pixel_values": [3, 336, 336], "image_embeds": [768]}, log=said.append) is True
     config = parse(path.read_text())
     assert list(config.input[0].dims) == [3, 336, 336] and list(config.output[0].dims) == [768]
     assert len(said) == 1 and "pixel_values [ 3, 336, 336 ]" in said[0] and "image_embeds [ 768 ]" in said[0]
     with pytest.raises(ValueError, match="nothing"):
-        update_dims(path, {"nothing": [1]}, log=said.append)
+        edit_config(path, dims={"nothing": [1]}, log=said.append)
+
+
+def test_instance_count_and_parameters_keep_comments():
+    updated = set_parameter(set_instance_count(CONFIG, 3), "intra_op_thread_count", "1")
+    config = parse(updated)
+    assert config.instance_group[0].count == 3
+    assert config.parameters["intra_op_thread_count"].string_value == "1"
+    again = set_parameter(updated, "intra_op_thread_count", "2")
+    assert parse(again).parameters["intra_op_thread_count"].string_value == "2" and again.count("intra_op_thread_count") == 1
+    assert "# a comment that must survive" in again
+
+
+def test_an_edit_never_leaves_an_invalid_config(tmp_path):
+    path = tmp_path / "config.pbtxt"
+    path.write_text(CONFIG)
+    with pytest.raises(Exception):
+        edit_config(path, parameters={'bad"key': "x"})
+    assert path.read_text() == CONFIG
 
 
 # -------------------------------------------------------- tensorrt_config
@@ -188,10 +195,9 @@ def test_tensorrt_config_of_a_real_onnx_model_lints_clean(tmp_path):
 # ------------------------------------------------------- tensorrt_missing
 
 
+@without_tensorrt
 def test_tensorrt_missing_here():
     has_package = importlib.util.find_spec("tensorrt") is not None
-    if has_package and formats.gpu_names():
-        pytest.skip("this machine has TensorRT and a GPU")
     reason = tensorrt_missing()
     assert isinstance(reason, str) and reason
     assert ("tensorrt Python package is not installed" in reason) if not has_package else ("no NVIDIA GPU" in reason)
@@ -258,11 +264,10 @@ def test_place_network_falls_back_to_onnx(model_dir, no_tensorrt):
     assert all("configs" not in f.path and "plan" not in f.message for f in lint_repository(model_dir.parent))
 
 
+@without_tensorrt
 def test_place_network_fallback_on_this_machine(model_dir):
     """The real check of this machine (no tensorrt package, no GPU)."""
     reason = tensorrt_missing()
-    if reason is None:
-        pytest.skip("this machine can build TensorRT plans")
     placement = place_network(model_dir / "1" / "model.onnx", model_dir, ["tensorrt", "onnx"], PROFILES, log=lambda _: None)
     assert placement.format == "onnx"
     assert any(reason in note for note in placement.notes), placement.notes

@@ -6,32 +6,28 @@ configs to the checkpoint's, and the result lints clean."""
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from pathlib import Path
 
 import pytest
+from triton_helpers import without_tensorrt
 
-from pipelines.lint.checks import lint_repository
-from pipelines.runtime.distribution import REPO_ROOT
-from pipelines.runtime.server import DEFAULT_REPOSITORY
+from export import clip, vit
+from tools.lint.checks import lint_repository
+from tools.paths import MODEL_REPOSITORY
 
 VIT_MODELS = ("image_decode", "vit", "vit_preprocess", "vit_model", "vit_python")
 CLIP_MODELS = ("image_decode", "clip_image_embedding", "clip_image_preprocess", "clip_image_encoder", "clip_text_embedding", "clip_tokenizer", "clip_text_encoder")
 
 
-def export_main(name: str):
-    spec = importlib.util.spec_from_file_location(f"export_{name}", REPO_ROOT / "export" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+EXPORTS = {"vit": vit.main, "clip": clip.main}
 
 
 def scratch_repository(root: Path, models) -> Path:
     """The models' committed files (config.pbtxt, model.py, labels), no exports."""
     for model in models:
         shutil.copytree(
-            DEFAULT_REPOSITORY / model,
+            MODEL_REPOSITORY / model,
             root / model,
             ignore=lambda folder, names: [n for n in names if n.endswith((".onnx", ".plan", ".json")) or n in ("checkpoint", "__pycache__", "configs")],
         )
@@ -42,6 +38,7 @@ def dims_line(config: Path, tensor: str) -> str:
     return next(line for line in config.read_text().splitlines() if f'name: "{tensor}"' in line)
 
 
+@without_tensorrt
 def test_vit_export_of_another_checkpoint(tmp_path, capsys):
     from transformers import ViTConfig, ViTModel
     from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
@@ -51,7 +48,7 @@ def test_vit_export_of_another_checkpoint(tmp_path, capsys):
     ViTImageProcessorPil(size={"height": 64, "width": 64}, image_mean=[0.5, 0.4, 0.3]).save_pretrained(source)
     repo = scratch_repository(tmp_path / "repo", VIT_MODELS)
 
-    code = export_main("vit")(["--source", str(source), "--output-dir", str(repo), "--checkpoint-dir", str(tmp_path / "kept")])
+    code = EXPORTS["vit"](["--source", str(source), "--output-dir", str(repo), "--checkpoint-dir", str(tmp_path / "kept")])
     out = capsys.readouterr().out
     assert code == 0, out
     assert "TensorRT not used" in out and "falling back to onnx" in out
@@ -63,6 +60,7 @@ def test_vit_export_of_another_checkpoint(tmp_path, capsys):
     assert lint_repository(repo) == []
 
 
+@without_tensorrt
 def test_clip_export_of_another_checkpoint(tmp_path, capsys):
     from transformers import CLIPConfig, CLIPModel
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
@@ -77,7 +75,7 @@ def test_clip_export_of_another_checkpoint(tmp_path, capsys):
     CLIPImageProcessorPil(size={"shortest_edge": 64}, crop_size={"height": 64, "width": 64}).save_pretrained(source)
     repo = scratch_repository(tmp_path / "repo", CLIP_MODELS)
 
-    code = export_main("clip")(["--source", str(source), "--output-dir", str(repo), "--checkpoint-dir", str(tmp_path / "kept")])
+    code = EXPORTS["clip"](["--source", str(source), "--output-dir", str(repo), "--checkpoint-dir", str(tmp_path / "kept")])
     out = capsys.readouterr().out
     assert code == 0, out
     assert "D = 64" in out and out.count("falling back to onnx") == 2
@@ -92,5 +90,5 @@ def test_clip_export_of_another_checkpoint(tmp_path, capsys):
 @pytest.mark.parametrize("name", ["vit", "clip"])
 def test_unknown_format_is_refused(name, capsys):
     with pytest.raises(SystemExit):
-        export_main(name)(["--format", "tflite"])
+        EXPORTS[name](["--format", "tflite"])
     assert "--format takes a comma-separated priority list of tensorrt, onnx" in capsys.readouterr().err

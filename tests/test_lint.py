@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.lint.checks import lint_repository
+from tools.lint.checks import lint_repository
 
-REPO = Path(__file__).resolve().parents[1] / "model_repository"
-TEST_REPO = Path(__file__).resolve().parent / "model_repository"
+from tools.paths import MODEL_REPOSITORY as REPO
+from tools.paths import TEST_REPOSITORY as TEST_REPO
 
 
 def test_real_repositories_lint_clean():
@@ -135,7 +135,7 @@ def test_onnx_rank_without_batch_axis(repo):
 
 
 def test_cli_exit_code(repo, capsys):
-    from pipelines.lint.__main__ import main
+    from tools.lint.__main__ import main
 
     assert main([str(repo)]) == 0
     edit(repo, "datatypes_model2", 'name: "datatypes_model2"', 'name: "x"')
@@ -281,7 +281,7 @@ def test_custom_ensemble_config_wiring(repo):
 
 
 def test_cli_names_the_custom_config(trt_repo, capsys):
-    from pipelines.lint.__main__ import main
+    from tools.lint.__main__ import main
 
     assert main([str(trt_repo)]) == 0
     assert "(1 custom config in <model>/configs/)" in capsys.readouterr().err

@@ -15,8 +15,8 @@ import tritonclient.http as httpclient
 from PIL import Image
 from triton_helpers import grpc_fire_all, make_inputs
 
-from pipelines.client import encoded_bytes_tensor
-from pipelines.ocr.testset import encode, render_lines, samples, sixteen_bit_png
+from clients.common import encoded_bytes_tensor
+from tools.testsets.ocr import encode, render_lines, samples, sixteen_bit_png
 
 OUTPUTS = ("boxes", "box_scores", "texts", "text_scores")
 BOX_TOLERANCE_PX = 2
@@ -95,37 +95,6 @@ def _png(array: np.ndarray, mode: str | None = None) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(array, mode=mode).save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def _huge_header_png() -> bytes:
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    header = struct.pack(">IIBBBBB", 100000, 100000, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
-
-
-BAD_INPUTS = {
-    "not an image": (b"this is plain text, not a picture", "not a JPEG, PNG, BMP or WebP"),
-    "empty bytes": (b"", "empty image"),
-    "truncated JPEG": (encode(render_lines(["truncated"], size=30), "JPEG")[:300], "truncated"),
-    "huge header": (_huge_header_png(), "pixels"),
-}
-
-
-@pytest.mark.parametrize("model", ["ocr", "ocr_bls"])
-@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
-def test_bad_input_fails_alone(grpc_client, model, case):
-    data, message = BAD_INPUTS[case]
-    good = encode(render_lines(["still serving"], size=32))
-    requests = [make_inputs(grpcclient, {"input_image": encoded_bytes_tensor(x)}) for x in (data, good)]
-    (_, error, _), (result, good_error, _) = grpc_fire_all(grpc_client, model, requests)
-    assert error is not None and message in str(error) and "input_image" in str(error), str(error)
-    assert good_error is None
-    assert "".join(t.decode() for t in result.as_numpy("texts")).replace(" ", "") == "stillserving"
 
 
 @pytest.mark.parametrize(

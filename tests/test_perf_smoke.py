@@ -13,9 +13,9 @@ import tritonclient.http as httpclient
 
 from perf.baseline_server import BaselineServer
 from perf.harness import run_perf_analyzer, write_input_data
-from pipelines.client import encoded_bytes_tensor, make_inputs, picture_request
-from pipelines.image.testset import photo_samples
-from pipelines.runtime.server import free_port
+from clients.common import encoded_bytes_tensor, make_inputs, picture_request
+from tools.runtime.server import free_port
+from tools.testsets.images import photo_samples
 
 PICTURE = photo_samples()[0].data
 INPUTS = {

@@ -1,5 +1,5 @@
 """The launcher: backend directory assembly, readable start-up failures, and
-`python -m pipelines.runtime.server` (what `make serve` runs) on given ports."""
+`python -m tools.runtime.server` (what `make serve` runs) on given ports."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ import urllib.request
 
 import pytest
 
-from pipelines.runtime.distribution import REPO_ROOT, assemble_backend_dir
-from pipelines.runtime.server import (
+from tools.paths import MODEL_REPOSITORY
+from tools.runtime.distribution import assemble_backend_dir
+from tools.runtime.server import (
     ServerStartError,
     TritonServer,
     error_lines,
@@ -53,11 +54,11 @@ def test_broken_model_fails_start_with_its_error(tmp_path):
 
 def test_serve_command_on_given_ports_lists_models_and_stops_on_ctrl_c(tmp_path):
     repo = tmp_path / "repo"
-    shutil.copytree(REPO_ROOT / "model_repository" / "datatypes_onnx", repo / "datatypes_onnx")
+    shutil.copytree(MODEL_REPOSITORY / "datatypes_onnx", repo / "datatypes_onnx")
     http, grpc, metrics = free_port(), free_port(), free_port()
     env = dict(os.environ, HTTP_PORT=str(http), GRPC_PORT=str(grpc), METRICS_PORT=str(metrics))
     process = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.runtime.server", "--model-repository", str(repo)],
+        [sys.executable, "-m", "tools.runtime.server", "--model-repository", str(repo)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -1,6 +1,7 @@
 """text_embedding (tokenizer -> ONNX encoder -> pooling) against
 sentence-transformers on the same weights, and text2ids against BERT's basic
-tokenizer on the same vocab. Tolerance: cosine >= 0.9999 per sentence."""
+tokenizer on the same vocab. Tolerance: cosine >= 0.9999 per sentence. (Bad
+input, batching, several texts per request: tests/test_contracts.py.)"""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from triton_helpers import counts_since, grpc_fire_all, make_inputs, settled_counts
+from triton_helpers import grpc_fire_all, make_inputs
 from tritonclient.utils import InferenceServerException
 
-from pipelines.text.minilm import packaged_model_dir
-from pipelines.text.sentences import varied_sentences
+from tools import triton_stats
+from tools.references.text import packaged_model_dir
+from tools.testsets.sentences import varied_sentences
 
 MIN_COSINE = 0.9999
 
@@ -36,7 +38,7 @@ def reference(sentences):
 
 
 def test_served_embeddings_match_sentence_transformers(grpc_client, http_client, sentences, reference):
-    before = settled_counts(http_client, "text_encoder")
+    before = triton_stats.settled(http_client, "text_encoder")
     sizes = [1, 3, 8, 16, 2, 5] * 20
     requests, spans, start = [], [], 0
     for size in sizes:
@@ -55,19 +57,7 @@ def test_served_embeddings_match_sentence_transformers(grpc_client, http_client,
     print(f"\ntext_embedding vs sentence-transformers on {len(sentences)} texts: min cosine {cosines.min():.6f}, mean {cosines.mean():.7f}")
     assert cosines.min() >= MIN_COSINE, f"worst: {sentences[worst]!r} cosine {cosines[worst]}"
     np.testing.assert_allclose(np.linalg.norm(served, axis=1), 1.0, atol=1e-5)
-    inferences, _ = counts_since(http_client, "text_encoder", before, len(sentences))
-    assert inferences == len(sentences)
-
-
-def test_same_length_requests_are_batched_by_the_encoder(grpc_client, http_client, reference, sentences):
-    # each request is padded to its own longest text, so requests of equal
-    # token length share a shape and the encoder batches them
-    before = settled_counts(http_client, "text_encoder")
-    requests = [make_inputs(grpcclient, {"text": text_tensor([f"request number {i:03d} of many"])}) for i in range(24)]
-    answers = grpc_fire_all(grpc_client, "text_embedding", requests)
-    assert all(error is None for _, error, _ in answers)
-    inferences, executions = counts_since(http_client, "text_encoder", before, 24)
-    assert inferences == 24 and executions < 24
+    assert triton_stats.since(http_client, "text_encoder", before, len(sentences)).inferences == len(sentences)
 
 
 def test_http_single_text(http_client, sentences, reference):
@@ -77,23 +67,9 @@ def test_http_single_text(http_client, sentences, reference):
     assert float(embedding[0] @ reference[5]) >= MIN_COSINE
 
 
-def test_invalid_utf8_fails_alone(grpc_client, sentences, reference):
-    bad = make_inputs(grpcclient, {"text": np.array([[b"ok"], [b"\xff\xfe broken"]], dtype=np.object_)})
-    good = make_inputs(grpcclient, {"text": text_tensor(sentences[:2])})
-    (bad_result, bad_error, _), (good_result, good_error, _) = grpc_fire_all(grpc_client, "text_embedding", [bad, good])
-    assert bad_error is not None and "not valid UTF-8" in str(bad_error) and "item 1" in str(bad_error)
-    assert good_error is None
-    assert ((good_result.as_numpy("embedding") * reference[:2]).sum(axis=1) >= MIN_COSINE).all()
-
-
 def test_batch_over_max_batch_size(http_client):
     with pytest.raises(InferenceServerException, match="batch-size must be <= 64"):
         http_client.infer("text_embedding", make_inputs(httpclient, {"text": text_tensor(["x"] * 65)}))
-
-
-def test_wrong_dtype(http_client):
-    with pytest.raises(InferenceServerException, match="'text'.*(BYTES|STRING)"):
-        http_client.infer("text_embedding", make_inputs(httpclient, {"text": np.zeros((1, 1), np.int32)}))
 
 
 def test_empty_request(http_client):

@@ -2,7 +2,8 @@
 
 Every failure is a `ValueError` (`ImageDecodeError`) whose message says what
 was wrong, so a Python model can answer the one bad request and serve the
-others (`decode_batch`).
+others. `check_picture` is the contract of a decoded picture that a resizing
+stage checks before it allocates anything.
 
 Safety: the header is read first (Pillow opens lazily) and the declared size
 is checked against `MAX_SIDE` and `MAX_PIXELS` before any pixel is decoded,
@@ -42,8 +43,6 @@ from __future__ import annotations
 
 import io
 import warnings
-from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -54,6 +53,10 @@ MAX_PIXELS = 40_000_000
 """Largest accepted width * height (40 megapixels)."""
 MAX_ENCODED_BYTES = 64 * 1024 * 1024
 """Largest accepted encoded size (64 MiB)."""
+MAX_ASPECT_RATIO = 32.0
+"""Longer / shorter side above which a picture is refused before a resize
+that keeps the aspect ratio (the reference libraries have no such guard:
+growing the short side of a 1 x 8192 picture to 256 makes it 256 x 2 million)."""
 
 FORMATS = ("JPEG", "PNG", "BMP", "WEBP")
 """Pillow format names that are tried; anything else is 'not an image'."""
@@ -77,14 +80,6 @@ _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 class ImageDecodeError(ValueError):
     """An encoded picture that cannot or may not be decoded."""
-
-
-@dataclass(frozen=True)
-class ImageInfo:
-    format: str
-    width: int
-    height: int
-    mode: str
 
 
 def as_bytes(data) -> bytes:
@@ -171,12 +166,6 @@ def open_image(data) -> Image.Image:
     width, height = image.size
     check_size(width, height)
     return image
-
-
-def probe(data) -> ImageInfo:
-    """Format, size and Pillow mode from the header alone (size limits checked)."""
-    image = open_image(data)
-    return ImageInfo(image.format or "", image.size[0], image.size[1], image.mode)
 
 
 def load_pixels(image: Image.Image) -> None:
@@ -284,15 +273,15 @@ def decode_image(data, mode: str = "rgb") -> np.ndarray:
     return convert_pixels(decode_pixels(data), mode)
 
 
-def decode_batch(items: Sequence | Iterable, mode: str = "rgb") -> list[np.ndarray | ValueError]:
-    """One answer per item: the decoded array, or the ValueError saying why
-    that item was refused (the others are unaffected)."""
-    if mode not in MODES:
-        raise ValueError(f"unknown decode mode {mode!r}; expected one of {MODES}")
-    answers: list[np.ndarray | ValueError] = []
-    for item in items:
-        try:
-            answers.append(decode_image(item, mode))
-        except ValueError as error:
-            answers.append(error)
-    return answers
+def check_picture(image: np.ndarray, aspect_ratio_limit: bool = True) -> None:
+    """ValueError unless `image` is a non-empty uint8 HxWx3 picture (what
+    decoding gives) and, with `aspect_ratio_limit` (a resize that keeps the
+    aspect ratio follows), its sides are at most MAX_ASPECT_RATIO apart."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        described = f"{image.dtype} {list(image.shape)}" if isinstance(image, np.ndarray) else type(image).__name__
+        raise ImageDecodeError(f"expected a uint8 HxWx3 image, got {described}")
+    height, width = image.shape[:2]
+    if min(height, width) < 1:
+        raise ImageDecodeError(f"empty image {width}x{height}")
+    if aspect_ratio_limit and max(height, width) / min(height, width) > MAX_ASPECT_RATIO:
+        raise ImageDecodeError(f"image is {width}x{height} pixels: sides more than {MAX_ASPECT_RATIO:g} times apart are refused")

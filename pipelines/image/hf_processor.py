@@ -27,14 +27,10 @@ from typing import Sequence
 
 import numpy as np
 
+from pipelines.image.decode import check_picture
 from pipelines.image.lut import apply_tables, channel_tables
 
 PREPROCESSOR_CONFIG = "preprocessor_config.json"
-MAX_ASPECT_RATIO = 32.0
-"""Our guard (transformers has none): a short-side resize of a 1 x 8192
-picture would allocate a 224 x 1.8 million one."""
-
-
 SHORT_SIDE_BY_DEFAULT = ("CLIP",)
 """Prefixes of the processor classes (CLIPImageProcessor, CLIPFeatureExtractor,
 ...) whose integer `size` means the short side (their default_to_square is
@@ -122,24 +118,11 @@ def center_crop(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return image[top : top + height, left : left + width]
 
 
-def check_picture(image: np.ndarray, short_side_resize: bool = True) -> None:
-    """ValueError for anything but a non-empty uint8 HxWx3 picture, and, when
-    the resize keeps the aspect ratio, for sides more than MAX_ASPECT_RATIO apart."""
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        described = f"{image.dtype} {list(image.shape)}" if isinstance(image, np.ndarray) else type(image).__name__
-        raise ValueError(f"expected a uint8 HxWx3 RGB image, got {described}")
-    height, width = image.shape[:2]
-    if min(height, width) < 1:
-        raise ValueError(f"empty image {width}x{height}")
-    if short_side_resize and max(height, width) / min(height, width) > MAX_ASPECT_RATIO:
-        raise ValueError(f"image is {width}x{height} pixels: sides more than {MAX_ASPECT_RATIO:g} times apart are refused")
-
-
 def resize_and_crop(image: np.ndarray, spec: ImageProcessorSpec) -> np.ndarray:
     """Steps 2-3 on one RGB uint8 HxWx3 picture -> uint8 hxwx3."""
     from PIL import Image
 
-    check_picture(image, short_side_resize=spec.do_resize and "shortest_edge" in spec.size)
+    check_picture(image, aspect_ratio_limit=spec.do_resize and "shortest_edge" in spec.size)
     if spec.do_resize:
         height, width = resize_target(image.shape[0], image.shape[1], spec.size)
         image = np.asarray(Image.fromarray(image).resize((width, height), resample=spec.resample))

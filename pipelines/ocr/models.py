@@ -1,20 +1,24 @@
 """Batch functions of the OCR Python models (their model.py are adapters).
 
-`ocr_det_pre` decodes and prepares one picture per request; `ocr_recognize`
-turns the detector's map into text lines, calling `ocr_cls` and `ocr_rec`
-through BLS; `ocr_bls` does the whole flow in one model. All three share
-the functions of pipelines.ocr, so the ensemble and the BLS model give the
-same answers."""
+- `ocr_det_pre`: a decoded picture (image_decode's `image_rapid`, RapidOCR's
+  loader rules) -> the detector input, the letterboxed picture, the restore
+  record;
+- `ocr_recognize`: the detector's map -> text lines, calling `ocr_cls` and
+  `ocr_rec` through async BLS;
+- `ocr_bls`: the whole flow in one model (decode and prepare here, then
+  `ocr_det`, `ocr_cls`, `ocr_rec` through async BLS).
+All three run `pipelines.ocr.pipeline`, so the ensemble and the BLS model
+give the same answers."""
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
+from pipelines.image.decode import decode_image
 from pipelines.ocr import det
-from pipelines.ocr.image import load_image
-from pipelines.ocr.pipeline import lines_from_detection
+from pipelines.ocr.pipeline import Networks, Prepared, prepare, read_detection, read_picture
+from pipelines.serving.partition import answer_each_async, per_item, per_item_async
+from pipelines.serving.python_model import ModelContext, RequestTensors
 from pipelines.serving.tensors import RequestError
 
 CHARACTERS_FILE = "characters.txt"
@@ -23,85 +27,63 @@ CLS_MODEL, CLS_INPUT, CLS_OUTPUT = "ocr_cls", "x", "save_infer_model/scale_0.tmp
 REC_MODEL, REC_INPUT, REC_OUTPUT = "ocr_rec", "x", "softmax_11.tmp_0"
 
 
-def read_characters(args: dict) -> list[str]:
+def read_characters(context: ModelContext) -> list[str]:
     """The CTC dictionary the export wrote beside the model (blank first)."""
-    path = os.path.join(args["model_repository"], args["model_version"], CHARACTERS_FILE)
-    with open(path, encoding="utf-8") as handle:
-        return handle.read().split("\n")
+    return context.file(CHARACTERS_FILE).read_text(encoding="utf-8").split("\n")
 
 
-def prepare_request(encoded: np.ndarray) -> tuple[np.ndarray, np.ndarray, det.Restore]:
+def networks(context: ModelContext) -> Networks:
+    """The three networks as async BLS calls to their models."""
+    bls = context.bls
+    return Networks(
+        det=bls.network(DET_MODEL, DET_INPUT, DET_OUTPUT),
+        cls=bls.network(CLS_MODEL, CLS_INPUT, CLS_OUTPUT),
+        rec=bls.network(REC_MODEL, REC_INPUT, REC_OUTPUT),
+        characters=read_characters(context),
+    )
+
+
+def prepare_picture(image: np.ndarray, input_name: str) -> Prepared:
     try:
-        return det.prepare(load_image(encoded))
+        return prepare(image)
     except ValueError as error:
-        raise RequestError(f"input 'input_image': {error}") from None
+        raise RequestError(f"input '{input_name}': {error}") from None
 
 
-def make_det_pre(config: dict, args: dict):
-    def process(requests):
-        answers = []
-        for tensors in requests:  # one picture per request; nothing to stack
-            try:
-                det_input, image, restore = prepare_request(tensors["input_image"])
-            except RequestError as error:
-                answers.append(error)
-                continue
-            answers.append({"det_input": det_input, "image": image, "restore": restore.as_array()})
-        return answers
+def make_det_pre(context: ModelContext):
+    def one(tensors: RequestTensors) -> dict[str, np.ndarray]:
+        prepared = prepare_picture(tensors["image"], "image")
+        return {"det_input": prepared.det_input, "letterboxed": prepared.image, "restore": prepared.restore.as_array()}
+
+    return per_item(one, context=f"model '{context.name}'")  # one picture per request: nothing to stack
+
+
+def make_recognize(context: ModelContext):
+    nets = networks(context)
+
+    async def one(tensors: RequestTensors):
+        restore = det.Restore.from_array(tensors["restore"])
+        return (await read_detection(tensors["prob_map"], tensors["image"], restore, nets)).as_outputs()
+
+    return per_item_async(one, context=f"model '{context.name}'")
+
+
+def make_bls(context: ModelContext):
+    nets = networks(context)
+
+    def decode(tensors: RequestTensors) -> Prepared:
+        try:
+            image = decode_image(tensors["input_image"], mode="rapid")
+        except ValueError as error:
+            raise RequestError(f"input 'input_image': {error}") from None
+        return prepare_picture(image, "input_image")
+
+    async def read(prepared: Prepared):
+        return (await read_picture(prepared, nets)).as_outputs()
+
+    run = per_item_async(read, context=f"model '{context.name}'")
+
+    async def process(requests: list[RequestTensors]) -> list:
+        return await answer_each_async(requests, decode, run)
 
     return process
-
-
-def _network_callers(pb_utils):
-    from pipelines.serving.bls import call
-
-    def run_cls(batch):
-        return call(pb_utils, CLS_MODEL, {CLS_INPUT: batch}, [CLS_OUTPUT])[CLS_OUTPUT]
-
-    def run_rec(batch):
-        return call(pb_utils, REC_MODEL, {REC_INPUT: batch}, [REC_OUTPUT])[REC_OUTPUT]
-
-    def run_det(batch):
-        return call(pb_utils, DET_MODEL, {DET_INPUT: batch}, [DET_OUTPUT])[DET_OUTPUT]
-
-    return run_det, run_cls, run_rec
-
-
-def make_recognize(pb_utils):
-    def make(config: dict, args: dict):
-        characters = read_characters(args)
-        _, run_cls, run_rec = _network_callers(pb_utils)
-
-        def process(requests):
-            return [
-                lines_from_detection(
-                    t["prob_map"], t["image"], det.Restore.from_array(t["restore"]), run_cls, run_rec, characters
-                ).as_outputs()
-                for t in requests
-            ]
-
-        return process
-
-    return make
-
-
-def make_bls(pb_utils):
-    def make(config: dict, args: dict):
-        characters = read_characters(args)
-        run_det, run_cls, run_rec = _network_callers(pb_utils)
-
-        def process(requests):
-            answers = []
-            for tensors in requests:
-                try:
-                    det_input, image, restore = prepare_request(tensors["input_image"])
-                except RequestError as error:
-                    answers.append(error)
-                    continue
-                lines = lines_from_detection(run_det(det_input), image, restore, run_cls, run_rec, characters)
-                answers.append(lines.as_outputs())
-            return answers
-
-        return process
-
-    return make

@@ -1,21 +1,47 @@
-"""The whole RapidOCR flow over the functions of this package, with the three
-networks behind callables (offline onnxruntime sessions, pipelines.ocr.offline,
-or Triton calls)."""
+"""The whole RapidOCR 1.4.4 flow over the functions of this package, one
+composition for every way it runs: the `ocr` ensemble's `ocr_recognize`
+(from the detector's map on), `ocr_bls` (from the decoded picture on) and
+the in-process reference (tools/references/ocr.py). The three networks are
+awaitables (`Networks`): async BLS calls inside Triton, onnxruntime sessions
+outside. Pictures progress independently; each picture's classifier groups,
+then its recogniser groups, are in flight together."""
 
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
 from pipelines.ocr import det
 from pipelines.ocr.params import PARAMS, OcrParams
-from pipelines.ocr.recognize import Lines, crop, recognize_crops
+from pipelines.ocr.recognize import Lines, Network, crop, recognize_crops
 
 
-def detect(
-    prob_map: np.ndarray, image: np.ndarray, p: OcrParams = PARAMS
-) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+@dataclass(frozen=True)
+class Networks:
+    det: Network | None
+    cls: Network
+    rec: Network
+    characters: list[str]
+    """The recogniser's CTC dictionary (blank first)."""
+
+
+@dataclass
+class Prepared:
+    """A decoded picture made ready for the detector."""
+
+    det_input: np.ndarray  # float32 [1, 3, H, W]
+    image: np.ndarray  # the letterboxed BGR picture the crops are cut from
+    restore: det.Restore
+
+
+def prepare(image_bgr: np.ndarray, p: OcrParams = PARAMS) -> Prepared:
+    """Decoded BGR picture -> the detector's input (RapidOCR's global resize,
+    letterbox and DetPreProcess); ValueError for a picture too small to resize."""
+    return Prepared(*det.prepare(image_bgr, p))
+
+
+def detect(prob_map: np.ndarray, image: np.ndarray, p: OcrParams = PARAMS) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
     """Detector output for one image -> (boxes [N,4,2] in reading order, in
     the letterboxed image's coordinates; their scores; their crops)."""
     boxes, scores = det.boxes_from_map(prob_map, image.shape[:2], p)
@@ -40,17 +66,15 @@ def assemble(
     )
 
 
-def lines_from_detection(
-    prob_map: np.ndarray,
-    image: np.ndarray,
-    restore: det.Restore,
-    run_cls: Callable[[np.ndarray], np.ndarray],
-    run_rec: Callable[[np.ndarray], np.ndarray],
-    characters: list[str],
-    p: OcrParams = PARAMS,
-) -> Lines:
-    """Detector output for one image -> its text lines in reading order."""
+async def read_detection(prob_map: np.ndarray, image: np.ndarray, restore: det.Restore, nets: Networks, p: OcrParams = PARAMS) -> Lines:
+    """Detector output for one picture -> its text lines in reading order."""
     boxes, scores, crops = detect(prob_map, image, p)
     if len(boxes) == 0:
         return Lines()
-    return assemble(boxes, scores, recognize_crops(crops, run_cls, run_rec, characters, p), restore, p)
+    return assemble(boxes, scores, await recognize_crops(crops, nets.cls, nets.rec, nets.characters, p), restore, p)
+
+
+async def read_picture(prepared: Prepared, nets: Networks, p: OcrParams = PARAMS) -> Lines:
+    """A prepared picture -> its text lines: the detector, then the rest."""
+    prob_map = await nets.det(prepared.det_input)
+    return await read_detection(prob_map, prepared.image, prepared.restore, nets, p)

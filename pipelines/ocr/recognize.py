@@ -2,10 +2,11 @@
 0/180 classification in groups of 6, recognition in groups of 6 sorted by
 aspect ratio with a per-group padded width, CTC decoding, score filter.
 
-The networks are passed in as callables (`run_cls(batch) -> probs [n,2]`,
-`run_rec(batch) -> preds [n,T,C]`), so the same code runs offline with
-onnxruntime sessions and inside Triton with BLS calls. Grouping is per
-image, as in RapidOCR: a crop's padded width depends on the other crops of
+The networks are passed in as awaitables (`await run_cls(batch) -> probs
+[n,2]`, `await run_rec(batch) -> preds [n,T,C]`), so the same code runs
+inside Triton with async BLS calls (the groups of a picture are in flight
+together, so the dynamic batcher sees them at once) and offline with
+onnxruntime sessions. Grouping is per image, as in RapidOCR: a crop's padded width depends on the other crops of
 its group, and the padding changes the recogniser's output slightly, so
 crops of different images are never mixed into one group (the server may
 still run same-shaped groups of different images in one batch, which does
@@ -15,7 +16,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable
+import asyncio
+from typing import Awaitable, Callable
 
 import cv2
 import numpy as np
@@ -160,37 +162,39 @@ class Lines:
         }
 
 
-def classify_crops(
-    crops: list[np.ndarray], run_cls: Callable[[np.ndarray], np.ndarray], p: OcrParams = PARAMS
-) -> tuple[list[np.ndarray], list[tuple[str, float]]]:
+Network = Callable[[np.ndarray], Awaitable[np.ndarray]]
+"""A network behind an awaitable: `await run(batch) -> output`."""
+
+
+async def classify_crops(crops: list[np.ndarray], run_cls: Network, p: OcrParams = PARAMS) -> tuple[list[np.ndarray], list[tuple[str, float]]]:
     """TextClassifier on the crops of one image: a new list with the crops
-    judged upside down turned, and (label, probability) per crop."""
+    judged upside down turned, and (label, probability) per crop. The
+    groups' calls are issued together."""
     crops = list(crops)
+    batches = cls_batches(crops, p)
+    outputs = await asyncio.gather(*(run_cls(batch) for _, batch in batches))
     results: list = [("", 0.0)] * len(crops)
-    for idx, batch in cls_batches(crops, p):
-        for i, result in zip(idx, apply_cls(crops, idx, run_cls(batch), p)):
+    for (idx, _), probs in zip(batches, outputs, strict=True):
+        for i, result in zip(idx, apply_cls(crops, idx, probs, p), strict=True):
             results[i] = result
     return crops, results
 
 
-def read_crops(
-    crops: list[np.ndarray], run_rec: Callable[[np.ndarray], np.ndarray], characters: list[str], p: OcrParams = PARAMS
-) -> list[tuple[str, float]]:
-    """TextRecognizer on the crops of one image: (text, score) per crop."""
+async def read_crops(crops: list[np.ndarray], run_rec: Network, characters: list[str], p: OcrParams = PARAMS) -> list[tuple[str, float]]:
+    """TextRecognizer on the crops of one image: (text, score) per crop. The
+    groups' calls are issued together."""
+    batches = rec_batches(crops, p)
+    outputs = await asyncio.gather(*(run_rec(batch) for _, batch in batches))
     results: list = [("", 0.0)] * len(crops)
-    for idx, batch in rec_batches(crops, p):
-        for i, decoded in zip(idx, ctc_decode(run_rec(batch), characters)):
+    for (idx, _), preds in zip(batches, outputs, strict=True):
+        for i, decoded in zip(idx, ctc_decode(preds, characters), strict=True):
             results[i] = decoded
     return results
 
 
-def recognize_crops(
-    crops: list[np.ndarray],
-    run_cls: Callable[[np.ndarray], np.ndarray],
-    run_rec: Callable[[np.ndarray], np.ndarray],
-    characters: list[str],
-    p: OcrParams = PARAMS,
+async def recognize_crops(
+    crops: list[np.ndarray], run_cls: Network, run_rec: Network, characters: list[str], p: OcrParams = PARAMS
 ) -> list[tuple[str, float]]:
     """Classify (turning 180-degree crops) and recognise the crops of one image."""
-    turned, _ = classify_crops(crops, run_cls, p)
-    return read_crops(turned, run_rec, characters, p)
+    turned, _ = await classify_crops(crops, run_cls, p)
+    return await read_crops(turned, run_rec, characters, p)

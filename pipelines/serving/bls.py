@@ -1,10 +1,12 @@
-"""Calls from a Python model to other models of the server (BLS).
+"""Calls from a Python model to other models of the same server (BLS).
 
-`pb_utils` is passed in because it only exists inside the stub."""
+`pb_utils` is passed in because it only exists inside the stub (the tests
+pass an in-process stand-in). Every response is checked with `has_error()`:
+a failed call raises ModelCallError, which fails the request that made it."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Awaitable, Callable, Sequence
 
 import numpy as np
 
@@ -13,27 +15,42 @@ class ModelCallError(RuntimeError):
     pass
 
 
-def _request(pb_utils, model: str, inputs: dict[str, np.ndarray], outputs: Sequence[str]):
-    return pb_utils.InferenceRequest(
-        model_name=model,
-        inputs=[pb_utils.Tensor(name, np.ascontiguousarray(array)) for name, array in inputs.items()],
-        requested_output_names=list(outputs),
-    )
+class Bls:
+    def __init__(self, pb_utils):
+        self.pb_utils = pb_utils
 
+    def _request(self, model: str, inputs: dict[str, np.ndarray], outputs: Sequence[str]):
+        return self.pb_utils.InferenceRequest(
+            model_name=model,
+            inputs=[self.pb_utils.Tensor(name, np.ascontiguousarray(array)) for name, array in inputs.items()],
+            requested_output_names=list(outputs),
+        )
 
-def _unpack(pb_utils, model: str, response, outputs: Sequence[str]) -> dict[str, np.ndarray]:
-    if response.has_error():
-        raise ModelCallError(f"{model}: {response.error().message()}")
-    return {name: pb_utils.get_output_tensor_by_name(response, name).as_numpy() for name in outputs}
+    def _unpack(self, model: str, response, outputs: Sequence[str]) -> dict[str, np.ndarray]:
+        if response.has_error():
+            raise ModelCallError(f"{model}: {response.error().message()}")
+        found = {}
+        for name in outputs:
+            tensor = self.pb_utils.get_output_tensor_by_name(response, name)
+            if tensor is None:
+                raise ModelCallError(f"{model}: no output '{name}' in its response")
+            found[name] = tensor.as_numpy()
+        return found
 
+    def infer(self, model: str, inputs: dict[str, np.ndarray], outputs: Sequence[str]) -> dict[str, np.ndarray]:
+        """Run `model` on `inputs` and return the named outputs (blocking)."""
+        return self._unpack(model, self._request(model, inputs, outputs).exec(), outputs)
 
-def call(pb_utils, model: str, inputs: dict[str, np.ndarray], outputs: Sequence[str]) -> dict[str, np.ndarray]:
-    """Run `model` on `inputs` and return the named outputs (blocking)."""
-    response = _request(pb_utils, model, inputs, outputs).exec()
-    return _unpack(pb_utils, model, response, outputs)
+    async def infer_async(self, model: str, inputs: dict[str, np.ndarray], outputs: Sequence[str]) -> dict[str, np.ndarray]:
+        """The same, awaitable: calls of one execute are in flight together,
+        so the called model's dynamic batcher sees them at once."""
+        response = await self._request(model, inputs, outputs).async_exec()
+        return self._unpack(model, response, outputs)
 
+    def network(self, model: str, input_name: str, output_name: str) -> Callable[[np.ndarray], Awaitable[np.ndarray]]:
+        """An awaitable one-input, one-output network: `await run(batch) -> output`."""
 
-async def call_async(pb_utils, model: str, inputs: dict[str, np.ndarray], outputs: Sequence[str]) -> dict[str, np.ndarray]:
-    """The same, awaitable: several calls can be in flight from one execute."""
-    response = await _request(pb_utils, model, inputs, outputs).async_exec()
-    return _unpack(pb_utils, model, response, outputs)
+        async def run(batch: np.ndarray) -> np.ndarray:
+            return (await self.infer_async(model, {input_name: batch}, [output_name]))[output_name]
+
+        return run

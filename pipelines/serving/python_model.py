@@ -1,36 +1,97 @@
-"""Glue shared by every Python-backend model.py in this repository.
+"""Glue shared by every Python-backend model.py and Python-based backend.
 
 `triton_python_backend_utils` only exists inside the stub, so model.py passes
-the module in; everything here stays importable (and testable) outside."""
+the module in; everything here stays importable (and testable) outside.
+
+A model is `python_model_class(pb_utils, make_process)`: `make_process(context)`
+runs once per instance and returns `process(requests)`, a function from the
+valid requests of an execute (dicts of input arrays) to one answer per
+request (a dict of output arrays, or an exception that fails that request
+alone). A coroutine function `process` makes the model's execute a coroutine,
+so its BLS calls can be in flight together."""
 
 from __future__ import annotations
 
+import inspect
 import json
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
-from pipelines.serving.tensors import RequestError, TensorSpec, specs_from_config, validate_request
+from pipelines.serving.bls import Bls
+from pipelines.serving.partition import Partition
+from pipelines.serving.tensors import TensorSpec, specs_from_config, validate_request
 
 
-def load_config(args: dict) -> dict:
-    return json.loads(args["model_config"])
+@dataclass(frozen=True)
+class ModelContext:
+    """What a model instance is given: its config (as Triton's JSON), where
+    its files are, its instance placement, and its way to call other models."""
+
+    config: dict
+    model_dir: Path
+    version: str = "1"
+    instance_kind: str = "CPU"
+    device_id: int = 0
+    bls: Bls | None = field(default=None, compare=False)
+
+    @classmethod
+    def from_args(cls, args: dict, pb_utils=None) -> "ModelContext":
+        """From the `args` of TritonPythonModel.initialize."""
+        return cls(
+            config=json.loads(args["model_config"]),
+            model_dir=Path(args["model_repository"]),
+            version=str(args["model_version"]),
+            instance_kind=args.get("model_instance_kind", "CPU"),
+            device_id=int(args.get("model_instance_device_id", 0) or 0),
+            bls=Bls(pb_utils) if pb_utils is not None else None,
+        )
+
+    @property
+    def name(self) -> str:
+        return self.config.get("name", "")
+
+    @property
+    def version_dir(self) -> Path:
+        return self.model_dir / self.version
+
+    @property
+    def max_batch_size(self) -> int:
+        return int(self.config.get("max_batch_size", 0))
+
+    def inputs(self) -> list[TensorSpec]:
+        return specs_from_config(self.config, "input")
+
+    def outputs(self) -> list[TensorSpec]:
+        return specs_from_config(self.config, "output")
+
+    def parameter(self, key: str, default: str | None = None) -> str | None:
+        """A `parameters { key: ... value: { string_value: ... } }` entry."""
+        value = self.config.get("parameters", {}).get(key)
+        if isinstance(value, dict):
+            return value.get("string_value", default)
+        return default
+
+    def file(self, name: str) -> Path:
+        """A file the export put in the version folder; FileNotFoundError naming the fix."""
+        path = self.version_dir / name
+        if not path.exists():
+            raise FileNotFoundError(f"model '{self.name}': {path} not found (run `make export`)")
+        return path
 
 
 class RequestTensors(dict):
-    """The input arrays of one request by name, plus `requested`: the output
-    names the caller asked for (empty: all of them). An ensemble step asks
-    only for the outputs its output_map uses, so a model with alternative
-    outputs computes just those."""
+    """The input arrays of one request by name (None for an optional input
+    not sent), plus `requested`: the output names the caller asked for
+    (empty: all of them). An ensemble step asks only for the outputs its
+    output_map uses, so a model with alternative outputs computes just those."""
 
     requested: frozenset = frozenset()
 
-
-def wants(tensors: dict, output: str) -> bool:
-    """Whether the request behind `tensors` asked for `output` (yes when it
-    named none, or for a plain dict)."""
-    requested = getattr(tensors, "requested", frozenset())
-    return not requested or output in requested
+    def wants(self, output: str) -> bool:
+        return not self.requested or output in self.requested
 
 
 def read_requests(pb_utils, requests, names: Sequence[str]) -> list[RequestTensors]:
@@ -53,56 +114,51 @@ def to_response(pb_utils, answer: dict[str, np.ndarray] | Exception):
     )
 
 
+Process = Callable[[list[RequestTensors]], list]
+
+
 class BatchModel:
-    """A Python model whose work is one call over all valid requests of an
-    execute: `process(list of input dicts) -> list of output dicts`.
+    """Every request of an execute validated against the config (a wrong
+    one is answered with its own error), the valid ones handed to `process`
+    together, the answers sent back in request order."""
 
-    Each request is validated against the config first; an invalid request
-    gets its own error and the others are processed together. An exception
-    from `process` is reported on every request of that batch, so the stub
-    stays alive and later requests are served."""
-
-    def __init__(self, args: dict, process: Callable[[list[dict[str, np.ndarray]]], list]):
-        self.config = load_config(args)
-        self.name = self.config.get("name", "")
-        self.max_batch_size = int(self.config.get("max_batch_size", 0))
-        self.inputs: list[TensorSpec] = specs_from_config(self.config, "input")
+    def __init__(self, context: ModelContext, process: Process):
+        self.context = context
+        self.inputs = context.inputs()
         self.process = process
+        self.is_async = inspect.iscoroutinefunction(process)
 
-    def execute(self, pb_utils, requests) -> list:
-        tensors = read_requests(pb_utils, requests, [spec.name for spec in self.inputs])
-        answers: list = [None] * len(requests)
-        valid = []
-        for index, request_tensors in enumerate(tensors):
-            try:
-                validate_request(request_tensors, self.inputs, self.max_batch_size)
-                valid.append(index)
-            except RequestError as error:
-                answers[index] = error
-        if valid:
-            try:
-                results = self.process([tensors[i] for i in valid])
-            except RequestError as error:
-                results = [error] * len(valid)
-            except Exception as error:  # keep the stub alive; say what broke
-                results = [RuntimeError(f"model '{self.name}': {type(error).__name__}: {error}")] * len(valid)
-            for index, result in zip(valid, results):
-                answers[index] = result
+    def validate(self, tensors: RequestTensors) -> RequestTensors:
+        validate_request(tensors, self.inputs, self.context.max_batch_size)
+        return tensors
+
+    def partition(self, pb_utils, requests) -> Partition:
+        return Partition(read_requests(pb_utils, requests, [spec.name for spec in self.inputs]), self.validate)
+
+    def execute(self, pb_utils, requests):
+        """The responses, or for an async `process` a coroutine giving them
+        (the stub runs a returned coroutine to completion)."""
+        batch = self.partition(pb_utils, requests)
+        if self.is_async:
+            return self._execute_async(pb_utils, batch)
+        answers = batch.run(self.process, context=f"model '{self.context.name}'")
+        return [to_response(pb_utils, answer) for answer in answers]
+
+    async def _execute_async(self, pb_utils, batch: Partition) -> list:
+        answers = await batch.run_async(self.process, context=f"model '{self.context.name}'")
         return [to_response(pb_utils, answer) for answer in answers]
 
 
-def python_model_class(pb_utils, make_process: Callable[[dict, dict], Callable]):
-    """Build the TritonPythonModel class of a model.py.
-
-    `make_process(config, args)` runs once per instance (load files, build
-    tables) and returns the batch function used by BatchModel."""
+def python_model_class(pb_utils, make_process: Callable[[ModelContext], Process]):
+    """The TritonPythonModel class of a model.py (or a Python-based backend)."""
 
     class TritonPythonModel:
         def initialize(self, args):
-            config = load_config(args)
-            self.batch_model = BatchModel(args, make_process(config, args))
+            context = ModelContext.from_args(args, pb_utils)
+            self.batch_model = BatchModel(context, make_process(context))
 
         def execute(self, requests):
             return self.batch_model.execute(pb_utils, requests)
 
+    TritonPythonModel.__qualname__ = f"TritonPythonModel[{getattr(make_process, '__name__', 'process')}]"
     return TritonPythonModel

@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines.image import hf_processor, testset
-from pipelines.image.decode import decode_image
-from pipelines.image.hf_processor import ImageProcessorSpec, check_picture, preprocess
+from transformers.image_transforms import convert_to_rgb
+from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
 
-pytest.importorskip("transformers")
-from transformers.image_transforms import convert_to_rgb  # noqa: E402
-from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil  # noqa: E402
-from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil  # noqa: E402
+from pipelines.image import decode
+from pipelines.image.decode import MAX_ASPECT_RATIO, check_picture, decode_image
+from pipelines.image.hf_processor import ImageProcessorSpec, preprocess
+from tools.testsets import images as testset
 
 PROCESSORS = {
     "vit": ViTImageProcessorPil,
@@ -107,7 +107,7 @@ def test_long_strips_refused_by_short_side_resize(name, monkeypatch):
         ours(processor, pictures)
     with pytest.raises(ValueError, match=r"^image 0: image is 500x2 pixels"):
         ours(processor, pictures[::-1])
-    monkeypatch.setattr(hf_processor, "MAX_ASPECT_RATIO", 1000.0)
+    monkeypatch.setattr(decode, "MAX_ASPECT_RATIO", 1000.0)
     assert_same(processor, pictures)
 
 
@@ -175,10 +175,10 @@ def test_decode_rgb_equals_convert_to_rgb(photos, pictures):
 def test_check_picture_refuses_extreme_aspect_ratio():
     with pytest.raises(ValueError, match=r"image is 1x100 pixels") as error:
         check_picture(np.zeros((100, 1, 3), np.uint8))
-    assert f"{hf_processor.MAX_ASPECT_RATIO:g} times" in str(error.value)
+    assert f"{MAX_ASPECT_RATIO:g} times" in str(error.value)
     with pytest.raises(ValueError, match=r"image is 100x1 pixels"):
         check_picture(np.zeros((1, 100, 3), np.uint8))
-    check_picture(np.zeros((1, int(hf_processor.MAX_ASPECT_RATIO), 3), np.uint8))  # exactly the limit is fine
+    check_picture(np.zeros((1, int(MAX_ASPECT_RATIO), 3), np.uint8))  # exactly the limit is fine
     # preprocess names the picture (the guard is for short-side resizes, as CLIP's)
     clip = ImageProcessorSpec.from_dict(CLIPImageProcessorPil().to_dict())
     with pytest.raises(ValueError, match=r"^image 1: image is 1x100 pixels"):

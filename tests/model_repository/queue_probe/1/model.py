@@ -5,8 +5,8 @@ import triton_python_backend_utils as pb_utils
 from pipelines.serving.python_model import python_model_class
 
 
-def make_slow_identity(config, args):
-    delay = float(config["parameters"]["execute_delay_s"]["string_value"])
+def make_slow_identity(context):
+    delay = float(context.parameter("execute_delay_s"))
 
     def process(requests):
         time.sleep(delay)

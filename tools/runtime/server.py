@@ -1,6 +1,6 @@
 """Start a real tritonserver on the model repository, wait for it, stop it.
 
-Used by `make serve` (foreground, `python -m pipelines.runtime.server`) and by
+Used by `make serve` (foreground, `python -m tools.runtime.server`) and by
 the test suite (one server per test session)."""
 
 from __future__ import annotations
@@ -18,15 +18,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from pipelines.runtime.distribution import (
-    REPO_ROOT,
-    assemble_backend_dir,
-    assemble_lib_dir,
-    find_distribution,
-    server_environment,
-)
-
-DEFAULT_REPOSITORY = REPO_ROOT / "model_repository"
+from tools.paths import MODEL_REPOSITORY
+from tools.runtime.distribution import assemble_backend_dir, assemble_lib_dir, find_distribution, server_environment
 
 
 class ServerStartError(RuntimeError):
@@ -77,7 +70,7 @@ class TritonServer:
         extra_args: list[str] | None = None,
         log_verbose: int = 0,
     ):
-        self.repositories = [Path(r) for r in (repositories or [DEFAULT_REPOSITORY])]
+        self.repositories = [Path(r) for r in (repositories or [MODEL_REPOSITORY])]
         self.http_port = http_port or free_port()
         self.grpc_port = grpc_port or free_port()
         self.metrics_port = metrics_port or free_port()

@@ -1,8 +1,10 @@
 """Client-side helpers shared by clients/, perf suites and tests: one way to
-connect over HTTP or gRPC and to build request tensors for either."""
+connect over HTTP or gRPC, one set of connection options, and request
+tensors for either protocol."""
 
 from __future__ import annotations
 
+import argparse
 from collections import deque
 from concurrent.futures import Future
 from pathlib import Path
@@ -45,10 +47,14 @@ def connect(url: str | None = None, protocol: str = "http", concurrency: int = 1
     return module, module.InferenceServerClient(url)
 
 
-def add_connection_arguments(parser) -> None:
-    """The --url and --protocol options every client takes."""
+def add_connection_arguments(parser, subcommands=()) -> None:
+    """The --url and --protocol options every client takes; with
+    subcommands, accepted before the subcommand and after it alike."""
     parser.add_argument("--url", help="default localhost:8000 (http) / localhost:8001 (grpc)")
     parser.add_argument("--protocol", choices=["http", "grpc"], default="http")
+    for sub in subcommands:  # SUPPRESS: a value given before the subcommand is kept
+        sub.add_argument("--url", default=argparse.SUPPRESS, help="as above, after the subcommand")
+        sub.add_argument("--protocol", choices=["http", "grpc"], default=argparse.SUPPRESS)
 
 
 def make_inputs(module, tensors: dict[str, np.ndarray], binary: bool = True) -> list:

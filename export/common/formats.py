@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from pipelines.export.configs import tensorrt_config
+from export.common.tensorrt_config import tensorrt_config
 
 FORMATS = ("tensorrt", "onnx")
 TENSORRT_CONFIG_NAME = "tensorrt"

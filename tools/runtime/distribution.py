@@ -11,9 +11,7 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-BUILD_DIR = REPO_ROOT / "build"
-PROJECT_BACKENDS = REPO_ROOT / "backends"
+from tools.paths import BACKENDS_DIR, BUILD_DIR
 
 
 @dataclass(frozen=True)
@@ -63,7 +61,7 @@ def assemble_backend_dir(dest: Path = BUILD_DIR / "backends", dist: TritonDistri
     if not stub.exists():
         raise RuntimeError(f"no python backend stub for Python {sys.version_info[0]}.{sys.version_info[1]} in {stub.parent.parent}")
     _replace(stub, python_dir / stub.name)
-    for backend in sorted(PROJECT_BACKENDS.iterdir()):
+    for backend in sorted(BACKENDS_DIR.iterdir()):
         if (backend / "model.py").exists():
             (dest / backend.name).mkdir(parents=True, exist_ok=True)
             _replace(backend / "model.py", dest / backend.name / "model.py")

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from google.protobuf import text_format
 
+from tools import pbtxt
+
 try:
     from tritonclient.grpc import model_config_pb2 as mc
 except ImportError as error:  # pragma: no cover - dev requirement
@@ -111,12 +113,10 @@ class ModelEntry:
 
 
 def parse_config(path: Path) -> tuple[mc.ModelConfig | None, Finding | None]:
-    config = mc.ModelConfig()
     try:
-        text_format.Parse(path.read_text(), config)
+        return pbtxt.parse(path.read_text()), None
     except text_format.ParseError as error:
         return None, Finding(str(path), "syntax", str(error))
-    return config, None
 
 
 def custom_config_paths(folder: Path) -> list[Path]:

@@ -1,10 +1,10 @@
-"""`python -m pipelines.lint [REPOSITORY ...]`: exit 1 with one line per finding."""
+"""`python -m tools.lint [REPOSITORY ...]`: exit 1 with one line per finding."""
 
 import argparse
 import sys
 from pathlib import Path
 
-from pipelines.lint.checks import custom_config_paths, lint_repository
+from tools.lint.checks import custom_config_paths, lint_repository
 
 
 def main(argv=None) -> int:

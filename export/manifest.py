@@ -1,0 +1,117 @@
+"""Every file an export produces, declared once, and what decides its content.
+
+`python -m export` (make export) runs an export when one of its outputs is
+missing, when it was never recorded, or when one of its inputs (its script,
+the code it runs, the pinned requirements) changed since the recorded run;
+`python -m export --clean` (make clean) removes every output and record.
+
+Standard library only: `make clean` runs before any virtual environment exists."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RECORDS_DIR = REPO_ROOT / "build" / "exports"
+COMMON_INPUTS = ("export/common/*.py", "requirements/export.txt", "requirements/nodeps.txt", "requirements/serve.txt")
+
+
+@dataclass(frozen=True)
+class Export:
+    name: str
+    outputs: tuple[str, ...]
+    """Files and folders (repository-relative) every run produces."""
+    inputs: tuple[str, ...]
+    """Files (glob patterns) whose content decides the outputs, besides the script."""
+    optional: tuple[str, ...] = ()
+    """Produced by some runs only (TensorRT plans and their configs)."""
+
+    @property
+    def script(self) -> Path:
+        return REPO_ROOT / "export" / f"{self.name}.py"
+
+    def record_path(self, root: Path = REPO_ROOT) -> Path:
+        return root / RECORDS_DIR.relative_to(REPO_ROOT) / f"{self.name}.json"
+
+    def input_files(self, root: Path = REPO_ROOT) -> list[Path]:
+        patterns = (f"export/{self.name}.py", *COMMON_INPUTS, *self.inputs)
+        return sorted({path for pattern in patterns for path in root.glob(pattern) if path.is_file()})
+
+    def fingerprint(self, root: Path = REPO_ROOT) -> dict[str, str]:
+        """sha256 of every input, by repository-relative path."""
+        return {str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest() for path in self.input_files(root)}
+
+    def missing_outputs(self, root: Path = REPO_ROOT) -> list[str]:
+        return [output for output in self.outputs if not (root / output).exists()]
+
+
+def _repository(*paths: str) -> tuple[str, ...]:
+    return tuple(f"model_repository/{path}" for path in paths)
+
+
+def _tensorrt(model: str) -> tuple[str, ...]:
+    return _repository(f"{model}/1/model.plan", f"{model}/configs/tensorrt.pbtxt")
+
+
+EXPORTS = (
+    Export(
+        "datatypes_onnx",
+        outputs=_repository("datatypes_onnx/1/model.onnx"),
+        inputs=(),
+    ),
+    Export(
+        "text_embedding",
+        outputs=_repository(
+            "text_encoder/1/model.onnx",
+            "text_tokenizer/1/tokenizer.json",
+            "text_tokenizer/1/sentence_bert_config.json",
+            "text_tokenizer/1/vocab.txt",
+            "text2ids/1/vocab.txt",
+        ),
+        inputs=("pipelines/text/tokenizer.py", "pipelines/text/pooling.py", "tools/references/text.py", "tools/testsets/sentences.py"),
+    ),
+    Export(
+        "orientation",
+        outputs=_repository("orientation_classifier/1/model.onnx"),
+        inputs=("pipelines/image/orientation.py", "pipelines/image/decode.py", "tools/references/orientation.py"),
+    ),
+    Export(
+        "ocr",
+        outputs=_repository(
+            "ocr_det/1/model.onnx",
+            "ocr_cls/1/model.onnx",
+            "ocr_rec/1/model.onnx",
+            "ocr_recognize/1/characters.txt",
+            "ocr_bls/1/characters.txt",
+        ),
+        inputs=("pipelines/ocr/params.py", "tools/references/ocr.py"),
+    ),
+    Export(
+        "vit",
+        outputs=(
+            "checkpoints/vit",
+            *_repository("vit_python/1/checkpoint", "vit_preprocess/1/preprocessor_config.json", "vit_model/1/model.onnx"),
+        ),
+        inputs=("pipelines/vit/*.py", "pipelines/image/hf_processor.py", "pipelines/image/lut.py"),
+        optional=_tensorrt("vit_model"),
+    ),
+    Export(
+        "clip",
+        outputs=(
+            "checkpoints/clip",
+            *_repository(
+                "clip_tokenizer/1/tokenizer.json",
+                "clip_tokenizer/1/tokenizer_config.json",
+                "clip_image_preprocess/1/preprocessor_config.json",
+                "clip_image_encoder/1/model.onnx",
+                "clip_text_encoder/1/model.onnx",
+            ),
+        ),
+        inputs=("pipelines/image/hf_processor.py", "pipelines/image/lut.py", "pipelines/text/tokenizer.py", "tools/references/clip.py"),
+        optional=_tensorrt("clip_image_encoder") + _tensorrt("clip_text_encoder"),
+    ),
+)
+
+BY_NAME = {export.name: export for export in EXPORTS}

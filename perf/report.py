@@ -1,0 +1,126 @@
+"""What a perf suite reports and how it is written: tables of rows (a system
+at a concurrency: throughput, p50, p95), notes, and for each suite
+`perf/results/<suite>.md` (the tables, the command and machine that produced
+them) and `perf/results/<suite>.png` (throughput against p50 latency, one
+line per system through its concurrencies; systems measured without a
+latency, such as an offline batched limit, as a vertical line)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+@dataclass
+class Row:
+    system: str
+    concurrency: int | None  # None: measured without concurrent clients (offline)
+    throughput: float  # items/s
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+
+
+@dataclass
+class Table:
+    title: str
+    unit: str  # "images", "texts", ...: throughput is <unit>/s
+    rows: list[Row]
+    reference: str | None = None
+    """The system each throughput is compared with (at the same concurrency, else its first row)."""
+
+    def ratio(self, row: Row) -> float | None:
+        if self.reference is None:
+            return None
+        same = [r for r in self.rows if r.system == self.reference and r.concurrency == row.concurrency]
+        anywhere = [r for r in self.rows if r.system == self.reference]
+        base = (same or anywhere or [None])[0]
+        return row.throughput / base.throughput if base and base.throughput else None
+
+    def markdown(self) -> str:
+        header = f"| system | concurrency | {self.unit}/s | p50 ms | p95 ms |" + (f" vs {self.reference} |" if self.reference else "")
+        lines = [f"**{self.title}**", "", header, "|" + "---|" * (header.count("|") - 1)]
+        for r in self.rows:
+            cells = [r.system, "-" if r.concurrency is None else str(r.concurrency), f"{r.throughput:.1f}", _ms(r.p50_ms), _ms(r.p95_ms)]
+            if self.reference:
+                ratio = self.ratio(r)
+                cells.append("-" if ratio is None else f"{ratio:.2f}x")
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+    def value(self, system: str, concurrency: int | None) -> float:
+        return next(r.throughput for r in self.rows if r.system == system and r.concurrency == concurrency)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+@dataclass
+class Report:
+    tables: list[Table]
+    notes: list[str] = field(default_factory=list)
+
+    def markdown(self) -> str:
+        return "\n\n".join([t.markdown() for t in self.tables] + self.notes)
+
+
+def machine() -> str:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores{', ' + cpu if cpu else ''}, {platform.system()} {platform.machine()}, Python {platform.python_version()}"
+
+
+def write(name: str, report: Report, command: str, results_dir: Path = RESULTS_DIR) -> list[Path]:
+    """perf/results/<name>.md and .png; returns their paths."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    markdown = results_dir / f"{name}.md"
+    picture = results_dir / f"{name}.png"
+    heading = (
+        f"# perf: {name}\n\n`{command}` on {time.strftime('%Y-%m-%d')}, {machine()}.\n"
+        f"Plot: [{picture.name}]({picture.name}) (throughput against p50 latency).\n\n"
+    )
+    markdown.write_text(heading + report.markdown() + "\n")
+    plot(report, picture, f"{name}: {command}")
+    return [markdown, picture]
+
+
+def plot(report: Report, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(report.tables), figsize=(6.5 * len(report.tables), 4.8), squeeze=False)
+    for axis, table in zip(axes[0], report.tables):
+        systems = list(dict.fromkeys(r.system for r in table.rows))
+        for system in systems:
+            rows = [r for r in table.rows if r.system == system]
+            timed = sorted((r for r in rows if r.p50_ms is not None), key=lambda r: r.concurrency or 0)
+            if timed:
+                axis.plot([r.throughput for r in timed], [r.p50_ms for r in timed], marker="o", label=system)
+                for r in timed:
+                    axis.annotate(str(r.concurrency), (r.throughput, r.p50_ms), textcoords="offset points", xytext=(4, 4), fontsize=7)
+            for r in rows:
+                if r.p50_ms is None:
+                    axis.axvline(r.throughput, linestyle="--", color="grey", label=f"{system} (no latency)")
+        axis.set_xlabel(f"{table.unit}/s")
+        axis.set_ylabel("p50 latency, ms")
+        axis.set_yscale("log")
+        axis.set_title(table.title, fontsize=9)
+        axis.grid(True, alpha=0.3)
+        axis.legend(fontsize=7)
+    figure.suptitle(title + "   (numbers at the points: concurrency)", fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

@@ -1,0 +1,124 @@
+"""A network model: a config written for one of Triton's native framework
+backends, served by a Python-based backend of the same name (see
+backends/). The requests of one execute (already validated against the
+config by BatchModel) are stacked into one engine run where their non-batch
+shapes agree, grouped otherwise, and the outputs split back per request.
+
+Engines:
+- `onnxruntime` (`OnnxRuntimeSession`): instance_group kind (CPU provider;
+  CUDA, and TensorRT when configured as a GPU execution accelerator, where
+  onnxruntime-gpu and a GPU exist), the `intra_op_thread_count` /
+  `inter_op_thread_count` parameters."""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+from pipelines.serving.python_model import ModelContext, RequestTensors
+from pipelines.serving.tensors import RequestError, TensorSpec, group_by_item_shape, split_batch, stack_batch
+
+
+def _gpu_accelerators(config: dict) -> list[str]:
+    accelerators = config.get("optimization", {}).get("execution_accelerators", {})
+    return [a.get("name", "") for a in accelerators.get("gpu_execution_accelerator", [])]
+
+
+def choose_providers(config: dict, instance_kind: str, device_id: int, available: Sequence[str]) -> list:
+    """CPU provider on CPU instances; CUDA (and TensorRT when configured as an
+    accelerator) on GPU instances when this onnxruntime build has them."""
+    providers: list = []
+    if instance_kind.upper().endswith("GPU"):
+        if "tensorrt" in _gpu_accelerators(config) and "TensorrtExecutionProvider" in available:
+            providers.append(("TensorrtExecutionProvider", {"device_id": device_id}))
+        if "CUDAExecutionProvider" in available:
+            providers.append(("CUDAExecutionProvider", {"device_id": device_id}))
+    providers.append("CPUExecutionProvider")
+    return providers
+
+
+def model_path(context: ModelContext) -> str:
+    return str(context.file(context.config.get("default_model_filename") or "model.onnx"))
+
+
+class OnnxRuntimeSession:
+    """onnxruntime.InferenceSession configured as Triton's onnxruntime backend would."""
+
+    engine = "onnxruntime"
+
+    def __init__(self, context: ModelContext):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        intra = context.parameter("intra_op_thread_count")
+        inter = context.parameter("inter_op_thread_count")
+        if intra:
+            options.intra_op_num_threads = int(intra)
+        if inter:
+            options.inter_op_num_threads = int(inter)
+            options.execution_mode = ort.ExecutionMode.ORT_PARALLEL
+        providers = choose_providers(context.config, context.instance_kind, context.device_id, ort.get_available_providers())
+        self.session = ort.InferenceSession(model_path(context), sess_options=options, providers=providers)
+        self.input_names = {i.name for i in self.session.get_inputs()}
+        self.output_names = {o.name for o in self.session.get_outputs()}
+
+    @property
+    def providers(self) -> list[str]:
+        return self.session.get_providers()
+
+    def run(self, outputs: Sequence[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return self.session.run(list(outputs), feeds)
+
+
+def check_tensors(context: ModelContext, engine) -> None:
+    """Every tensor of the config exists in the engine's graph."""
+    missing = [s.name for s in context.inputs() if s.name not in engine.input_names]
+    missing += [s.name for s in context.outputs() if s.name not in engine.output_names]
+    if missing:
+        raise ValueError(f"model '{context.name}': tensors {missing} are in config.pbtxt but not in {model_path(context)}")
+
+
+class NetworkModel:
+    """The batch function of a network model over one engine."""
+
+    def __init__(self, context: ModelContext, engine):
+        check_tensors(context, engine)
+        self.name = context.name
+        self.batching = context.max_batch_size > 0
+        self.outputs: list[TensorSpec] = context.outputs()
+        self.engine = engine
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        results = self.engine.run([spec.name for spec in self.outputs], feeds)
+        return {spec.name: np.asarray(result, dtype=spec.numpy_type) for spec, result in zip(self.outputs, results)}
+
+    def __call__(self, requests: Sequence[RequestTensors]) -> list[dict[str, np.ndarray] | RequestError]:
+        feeds = [{name: array for name, array in tensors.items() if array is not None} for tensors in requests]
+        answers: list = [None] * len(feeds)
+        groups = group_by_item_shape(feeds) if self.batching else [[i] for i in range(len(feeds))]
+        for group in groups:
+            batch, sizes = stack_batch([feeds[i] for i in group])
+            try:
+                outputs = self._run(batch)
+            except Exception as error:  # the engine raises its own types
+                for i in group:
+                    answers[i] = RequestError(f"model '{self.name}': {self.engine.engine} failed: {error}")
+                continue
+            parts = split_batch(outputs, sizes) if self.batching else [outputs]
+            for i, part in zip(group, parts, strict=True):
+                answers[i] = part
+        return answers
+
+
+ENGINES: dict[str, Callable[[ModelContext], object]] = {"onnxruntime": OnnxRuntimeSession}
+
+
+def make_network(engine: str) -> Callable[[ModelContext], NetworkModel]:
+    """The factory of a Python-based framework backend (backends/<engine>/model.py)."""
+
+    def make(context: ModelContext) -> NetworkModel:
+        return NetworkModel(context, ENGINES[engine](context))
+
+    make.__name__ = f"make_{engine}_network"
+    return make

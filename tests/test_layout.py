@@ -1,0 +1,63 @@
+"""The layout holds: the serving package (pipelines/) and the Python-based
+backends import nothing of the tooling and derive no path from a checkout;
+every model.py is a thin adapter; `pip install .` (the Docker image's way)
+installs the serving package and nothing else."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tools.paths import BACKENDS_DIR, MODEL_REPOSITORY, REPO_ROOT, TEST_REPOSITORY
+
+SERVING = sorted((REPO_ROOT / "pipelines").rglob("*.py"))
+TOOLING = ("tools", "export", "clients", "perf", "tests")
+MODEL_FILES = sorted(MODEL_REPOSITORY.glob("*/1/model.py")) + sorted(TEST_REPOSITORY.glob("*/1/model.py")) + sorted(BACKENDS_DIR.glob("*/model.py"))
+
+
+def imported_roots(path: Path) -> set[str]:
+    roots = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            roots.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+@pytest.mark.parametrize("path", SERVING + MODEL_FILES, ids=lambda p: str(p.relative_to(REPO_ROOT)))
+def test_what_runs_in_the_server_imports_no_tooling(path):
+    assert not imported_roots(path) & set(TOOLING), path
+    text = path.read_text()
+    assert "REPO_ROOT" not in text and "__file__" not in text, f"{path}: paths are passed in, not derived from a checkout"
+
+
+@pytest.mark.parametrize("path", MODEL_FILES, ids=lambda p: str(p.relative_to(REPO_ROOT)))
+def test_model_py_is_a_thin_adapter(path):
+    tree = ast.parse(path.read_text())
+    code = [node for node in tree.body if not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant))]
+    assert len(path.read_text().splitlines()) <= 20 or "tests" in path.parts, path
+    assert any(isinstance(node, ast.Assign) and node.targets[0].id == "TritonPythonModel" for node in code if isinstance(node, ast.Assign)), path
+
+
+def test_the_wheel_holds_the_serving_package_only(tmp_path):
+    """Built from a copy of the checkout's tracked files (a build in place would leave build/ and egg-info behind)."""
+    source = tmp_path / "source"
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.split()
+    for name in (name for name in files if (REPO_ROOT / name).is_file()):
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        (source / name).write_bytes((REPO_ROOT / name).read_bytes())
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path / "wheels"), str(source)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    (wheel,) = (tmp_path / "wheels").glob("*.whl")
+    tops = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist() if not name.split("/")[0].endswith(".dist-info")}
+    assert tops == {"pipelines"}, tops

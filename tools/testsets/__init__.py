@@ -1,0 +1,2 @@
+"""Deterministic test inputs: pictures (`images`), OCR pictures with their
+ground truth (`ocr`), varied sentences (`sentences`)."""
