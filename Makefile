@@ -28,7 +28,7 @@ CHECKOUT_PTH = $(shell $(PY) -c "import sysconfig; print(sysconfig.get_paths()['
 help:
 	@echo "make serve   run tritonserver on model_repository/ (HTTP_PORT=$(HTTP_PORT) GRPC_PORT=$(GRPC_PORT) METRICS_PORT=$(METRICS_PORT) MODEL_CONFIG_NAME=)"
 	@echo "make test    lint and run the test suite against a real server (PYTEST_ARGS=...)"
-	@echo "make lint    check every config.pbtxt"
+	@echo "make lint    check every config.pbtxt (and the Python code with ruff)"
 	@echo "make export  produce the model files that are missing or out of date (python -m export --list)"
 	@echo "make perf    perf_analyzer suites beside their baselines, tables and plots in perf/results/ (PERF_ARGS=...)"
 	@echo "make setup   virtual environment with the pinned packages"
@@ -58,6 +58,7 @@ serve: export backends
 		$(if $(MODEL_CONFIG_NAME),--model-config-name $(MODEL_CONFIG_NAME))
 
 lint: export
+	$(PY) -m ruff check --quiet .
 	$(PY) -m tools.lint model_repository tests/model_repository
 
 test: lint
@@ -68,7 +69,7 @@ perf: export backends
 
 clean:
 	$(PYTHON) -m export --clean
-	rm -rf build .pytest_cache checkpoints *.egg-info
+	rm -rf build .pytest_cache .ruff_cache checkpoints *.egg-info
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean
