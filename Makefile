@@ -21,7 +21,7 @@ SETUP_STAMP := $(VENV)/.setup-done
 # The checkout on the venv's import path: the serving package (pipelines/)
 # as the Docker image installs it, and the tooling beside it (tools/,
 # export/, clients/, perf/), so scripts run as `python export/vit.py`.
-CHECKOUT_PTH = $(shell $(PY) -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/triton_pipelines_checkout.pth
+CHECKOUT_ON_PATH := import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()['purelib'], 'triton_pipelines_checkout.pth').write_text('$(CURDIR)\n')
 
 .PHONY: help setup export backends serve test lint perf clean distclean
 
@@ -38,7 +38,7 @@ $(SETUP_STAMP): $(REQUIREMENTS) $(NODEPS_REQUIREMENTS) pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --disable-pip-version-check $(addprefix -r ,$(REQUIREMENTS))
 	$(PIP) install --quiet --disable-pip-version-check --no-deps $(addprefix -r ,$(NODEPS_REQUIREMENTS))
-	echo "$(CURDIR)" > $(CHECKOUT_PTH)
+	$(PY) -c "$(CHECKOUT_ON_PATH)"
 	$(PY) -c "import numpy, sys; sys.exit(0 if numpy.__version__ < '2' else 'numpy must be < 2 in the serving environment, got ' + numpy.__version__)"
 	$(PY) -m tools.runtime.distribution
 	touch $@
