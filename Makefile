@@ -18,6 +18,9 @@ MODEL_CONFIG_NAME ?=
 REQUIREMENTS := requirements/serve.txt requirements/runtime-cpu.txt requirements/dev.txt requirements/export.txt
 NODEPS_REQUIREMENTS := requirements/nodeps.txt
 SETUP_STAMP := $(VENV)/.setup-done
+# RapidOCR's OpenVINO flavour needs an older openvino: a venv of its own (perf/ocr.py)
+BASELINE_VENV := build/venv-rapidocr-openvino
+BASELINE_STAMP := $(BASELINE_VENV)/.setup-done
 # The checkout on the venv's import path: the serving package (pipelines/)
 # as the Docker image installs it, and the tooling beside it (tools/,
 # export/, clients/, perf/), so scripts run as `python export/vit.py`.
@@ -64,7 +67,12 @@ lint: export
 test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-perf: export backends
+$(BASELINE_STAMP): requirements/baseline-rapidocr-openvino.txt
+	$(PYTHON) -m venv $(BASELINE_VENV)
+	$(BASELINE_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements/baseline-rapidocr-openvino.txt
+	touch $@
+
+perf: export backends $(BASELINE_STAMP)
 	$(PY) -m perf $(PERF_ARGS)
 
 clean:

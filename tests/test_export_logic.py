@@ -33,7 +33,7 @@ from tools.lint.checks import (
 )
 from tools.paths import MODEL_REPOSITORY as REPO
 from tools.pbtxt import edit_config, parse, set_instance_count, set_parameter, set_tensor_dims
-ONNX_MODELS = sorted(p.parent.name for p in REPO.glob("*/config.pbtxt") if 'backend: "onnxruntime"' in p.read_text())
+ONNX_MODELS = sorted(p.parent.name for p in REPO.glob("*/config.pbtxt") if 'backend: "onnxruntime"' in p.read_text() or 'backend: "openvino"' in p.read_text())
 
 
 # ------------------------------------------------------------ parse_formats
@@ -157,7 +157,7 @@ def test_tensorrt_config_keeps_a_smaller_max_batch_size():
 
 
 def test_tensorrt_config_refuses_other_backends():
-    with pytest.raises(ValueError, match="not an ONNX Runtime model"):
+    with pytest.raises(ValueError, match="not an ONNX network"):
         tensorrt_config((REPO / "datatypes_model1" / "config.pbtxt").read_text(), max_batch=8)
 
 
@@ -187,7 +187,7 @@ def test_tensorrt_config_of_a_real_onnx_model_lints_clean(tmp_path):
     shutil.copytree(REPO / "datatypes_onnx", tmp_path / "datatypes_onnx")
     folder = tmp_path / "datatypes_onnx"
     (folder / "1" / "model.plan").write_bytes(b"engine")
-    (folder / "configs").mkdir()
+    (folder / "configs").mkdir(exist_ok=True)
     (folder / "configs" / "tensorrt.pbtxt").write_text(tensorrt_config((folder / "config.pbtxt").read_text(), max_batch=8))
     assert [str(f) for f in lint_repository(tmp_path)] == []
 

@@ -284,7 +284,7 @@ def test_cli_names_the_custom_config(trt_repo, capsys):
     from tools.lint.__main__ import main
 
     assert main([str(trt_repo)]) == 0
-    assert "(1 custom config in <model>/configs/)" in capsys.readouterr().err
+    assert "(2 custom configs in <model>/configs/)" in capsys.readouterr().err  # tensorrt + openvino
     edit_custom(trt_repo, TRT, 'name: "datatypes_onnx"', 'name: "x"')
     assert main([str(trt_repo)]) == 1
     assert "datatypes_onnx/configs/tensorrt.pbtxt: name:" in capsys.readouterr().out

@@ -1,7 +1,8 @@
 """`ocr` (ensemble) and `ocr_bls` against RapidOCR 1.4.4 called directly on the
-same bytes. Parity tolerance: >= 99% of lines with identical text, box corners
-within 2 px, text scores within 1e-3; accuracy against the rendered ground
-truth is reported for both."""
+same bytes, on the OCR test set and on text-dense document pages (one page of
+each kind). Parity tolerance: >= 99% of lines with identical text, box
+corners within 2 px, text scores within 1e-3; accuracy against the rendered
+ground truth is reported for both."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from PIL import Image
 from triton_helpers import grpc_fire_all, make_inputs
 
 from clients.common import encoded_bytes_tensor
-from tools.testsets.ocr import encode, render_lines, samples, sixteen_bit_png
+from tools.testsets.documents import PAGE_KINDS
+from tools.testsets.documents import pages as document_pages
+from tools.testsets.ocr import OcrSample, encode, render_lines, samples, sixteen_bit_png
 
 OUTPUTS = ("boxes", "box_scores", "texts", "text_scores")
 BOX_TOLERANCE_PX = 2
@@ -30,11 +33,21 @@ def testset():
 
 
 @pytest.fixture(scope="module")
-def reference(testset):
+def documents():
+    """One page of each kind (the perf suite runs all of them)."""
+    return [OcrSample(page.name, page.data, []) for page in document_pages(len(PAGE_KINDS))]
+
+
+@pytest.fixture(scope="module")
+def rapidocr():
     from rapidocr_onnxruntime import RapidOCR
 
-    engine = RapidOCR()
-    return [engine(s.data)[0] or [] for s in testset]
+    return RapidOCR()
+
+
+@pytest.fixture(scope="module")
+def reference(testset, rapidocr):
+    return [rapidocr(s.data)[0] or [] for s in testset]
 
 
 def served_lines(result) -> list[tuple[np.ndarray, float, str, float]]:
@@ -49,6 +62,15 @@ def similarity(found: list[str], truth: list[str]) -> float:
 
 @pytest.mark.parametrize("model", ["ocr", "ocr_bls"])
 def test_parity_with_rapidocr(grpc_client, testset, reference, model):
+    assert_parity(grpc_client, model, testset, reference, min_lines=50)
+
+
+@pytest.mark.parametrize("model", ["ocr", "ocr_bls"])
+def test_parity_on_document_pages(grpc_client, documents, rapidocr, model):
+    assert_parity(grpc_client, model, documents, [rapidocr(s.data)[0] or [] for s in documents], min_lines=60)
+
+
+def assert_parity(grpc_client, model, testset, reference, min_lines):
     requests = [make_inputs(grpcclient, {"input_image": encoded_bytes_tensor(s.data)}) for s in testset]
     answers = grpc_fire_all(grpc_client, model, requests, timeout=600)
     total = identical = 0
@@ -71,13 +93,11 @@ def test_parity_with_rapidocr(grpc_client, testset, reference, model):
             ours_accuracy.append(similarity([line[2] for line in got], sample.lines))
             ref_accuracy.append(similarity([line[1] for line in expected], sample.lines))
     share = identical / max(total, 1)
-    print(
-        f"\n{model} vs RapidOCR on {len(testset)} pictures: {identical}/{total} lines identical ({share:.1%}); "
-        f"character similarity to ground truth: {model} {np.mean(ours_accuracy):.3f}, RapidOCR {np.mean(ref_accuracy):.3f}"
-    )
+    accuracy = f"; character similarity to ground truth: {model} {np.mean(ours_accuracy):.3f}, RapidOCR {np.mean(ref_accuracy):.3f}" if ours_accuracy else ""
+    print(f"\n{model} vs RapidOCR on {len(testset)} pictures: {identical}/{total} lines identical ({share:.1%}){accuracy}")
     for problem in problems:
         print("  ", problem)
-    assert total > 50
+    assert total > min_lines
     assert share >= MIN_IDENTICAL and not any("lines, RapidOCR" in p for p in problems), problems
 
 

@@ -5,23 +5,25 @@ ONNX file."""
 from __future__ import annotations
 
 from tools import pbtxt
+from tools.engine_configs import ENGINE_PARAMETERS, engine_of
 
 HEADER = (
     "# Written by the export (export/common/formats.py) from config.pbtxt: the\n"
     "# TensorRT plan of the same network. Served with tritonserver --model-config-name=tensorrt.\n"
 )
-ONNXRUNTIME_ONLY_PARAMETERS = ("intra_op_thread_count", "inter_op_thread_count")
+CPU_ENGINE_PARAMETERS = tuple(key for keys in ENGINE_PARAMETERS.values() for key in keys)
 
 
 def tensorrt_config(onnx_config_text: str, max_batch: int) -> str:
-    """config.pbtxt of an onnxruntime model -> the same model as a TensorRT
-    plan: platform tensorrt_plan, model.plan, GPU instances, max_batch_size
-    within the engine's profile, the ONNX Runtime thread parameters dropped."""
+    """config.pbtxt of an ONNX network (onnxruntime or openvino) -> the same
+    model as a TensorRT plan: platform tensorrt_plan, model.plan, GPU
+    instances, max_batch_size within the engine's profile, the CPU engines'
+    parameters dropped."""
     from tritonclient.grpc import model_config_pb2 as mc
 
     config = pbtxt.parse(onnx_config_text)
-    if config.backend != "onnxruntime" and config.platform != "onnxruntime_onnx":
-        raise ValueError(f"{config.name}: not an ONNX Runtime model (backend {config.backend!r}, platform {config.platform!r})")
+    if engine_of(config) is None:
+        raise ValueError(f"{config.name}: not an ONNX network (backend {config.backend!r}, platform {config.platform!r})")
     config.ClearField("backend")
     config.platform = "tensorrt_plan"
     config.default_model_filename = "model.plan"
@@ -34,7 +36,7 @@ def tensorrt_config(onnx_config_text: str, max_batch: int) -> str:
     for group in config.instance_group:
         group.kind = mc.ModelInstanceGroup.KIND_GPU
         group.count = 1
-    for key in ONNXRUNTIME_ONLY_PARAMETERS:
+    for key in CPU_ENGINE_PARAMETERS:
         if key in config.parameters:
             del config.parameters[key]
     config.ClearField("optimization")

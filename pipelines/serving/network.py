@@ -8,7 +8,14 @@ Engines:
 - `onnxruntime` (`OnnxRuntimeSession`): instance_group kind (CPU provider;
   CUDA, and TensorRT when configured as a GPU execution accelerator, where
   onnxruntime-gpu and a GPU exist), the `intra_op_thread_count` /
-  `inter_op_thread_count` parameters."""
+  `inter_op_thread_count` parameters, and `session.*` parameters passed
+  as session config entries (`session.intra_op.allow_spinning`: "0" stops
+  idle pool threads spinning on cores that other stages need; the native
+  backend ignores parameters it does not know).
+- `openvino` (`OpenVinoSession`): the CPU device, reading the ONNX file
+  directly, with the native openvino backend's `PERFORMANCE_HINT`,
+  `NUM_STREAMS`, `INFERENCE_NUM_THREADS` and `ENABLE_BATCH_PADDING`
+  parameters."""
 
 from __future__ import annotations
 
@@ -58,6 +65,8 @@ class OnnxRuntimeSession:
         if inter:
             options.inter_op_num_threads = int(inter)
             options.execution_mode = ort.ExecutionMode.ORT_PARALLEL
+        for key, value in session_config_entries(context.config).items():
+            options.add_session_config_entry(key, value)
         providers = choose_providers(context.config, context.instance_kind, context.device_id, ort.get_available_providers())
         self.session = ort.InferenceSession(model_path(context), sess_options=options, providers=providers)
         self.input_names = {i.name for i in self.session.get_inputs()}
@@ -69,6 +78,64 @@ class OnnxRuntimeSession:
 
     def run(self, outputs: Sequence[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         return self.session.run(list(outputs), feeds)
+
+
+def session_config_entries(config: dict) -> dict[str, str]:
+    """The `session.*` parameters, ONNX Runtime session config entries as they are."""
+    parameters = config.get("parameters", {})
+    return {key: value.get("string_value", "") for key, value in parameters.items() if key.startswith("session.")}
+
+
+# The parameters of Triton's native openvino backend this stand-in honours,
+# as OpenVINO CPU properties; the rest of the native ones do not apply here.
+OPENVINO_PROPERTIES = {"PERFORMANCE_HINT": str, "NUM_STREAMS": str, "INFERENCE_NUM_THREADS": int}
+
+
+def openvino_properties(config: dict) -> dict:
+    """compile_model properties from the config's parameters. f32 unless the
+    config says otherwise: the CPU plugin otherwise picks bf16 on CPUs with
+    AMX, and the outputs would no longer match the reference."""
+    parameters = config.get("parameters", {})
+    properties: dict = {"INFERENCE_PRECISION_HINT": "f32"}
+    for key, convert in OPENVINO_PROPERTIES.items():
+        value = parameters.get(key, {}).get("string_value")
+        if value:
+            properties[key] = convert(value)
+    precision = parameters.get("INFERENCE_PRECISION_HINT", {}).get("string_value")
+    if precision:
+        properties["INFERENCE_PRECISION_HINT"] = precision
+    return properties
+
+
+class OpenVinoSession:
+    """An OpenVINO CompiledModel configured as Triton's native openvino backend
+    would be. The network keeps its dynamic dimensions, so every batch size up
+    to max_batch_size runs as it comes: `ENABLE_BATCH_PADDING` (which the
+    native backend needs for partial batches of a static-batch network) gives
+    the same outputs here without the padding."""
+
+    engine = "openvino"
+
+    def __init__(self, context: ModelContext):
+        import openvino as ov
+
+        if context.instance_kind.upper().endswith("GPU"):
+            raise ValueError(f"model '{context.name}': the openvino backend serves KIND_CPU instances only")
+        core = ov.Core()
+        network = core.read_model(model_path(context))
+        self.properties = openvino_properties(context.config)
+        self.compiled = core.compile_model(network, "CPU", self.properties)
+        self.request = self.compiled.create_infer_request()
+        self.input_names = {name for port in self.compiled.inputs for name in port.get_names()}
+        self.output_names = {name for port in self.compiled.outputs for name in port.get_names()}
+
+    @property
+    def providers(self) -> list[str]:
+        return ["CPU"]
+
+    def run(self, outputs: Sequence[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        results = self.request.infer(feeds)
+        return [results[name] for name in outputs]
 
 
 def check_tensors(context: ModelContext, engine) -> None:
@@ -111,7 +178,7 @@ class NetworkModel:
         return answers
 
 
-ENGINES: dict[str, Callable[[ModelContext], object]] = {"onnxruntime": OnnxRuntimeSession}
+ENGINES: dict[str, Callable[[ModelContext], object]] = {"onnxruntime": OnnxRuntimeSession, "openvino": OpenVinoSession}
 
 
 def make_network(engine: str) -> Callable[[ModelContext], NetworkModel]:

@@ -29,6 +29,7 @@ except ImportError as error:  # pragma: no cover - dev requirement
 BACKEND_FILES = {
     "python": "model.py",
     "onnxruntime": "model.onnx",
+    "openvino": "model.xml",
     "tensorrt": "model.plan",
     "pytorch": "model.pt",
 }
@@ -276,7 +277,7 @@ def _onnx_dims(value_info) -> list[int | None]:
 
 def check_onnx(entry: ModelEntry) -> list[Finding]:
     cfg = entry.config
-    is_onnx = cfg.backend == "onnxruntime" or cfg.platform == "onnxruntime_onnx"
+    is_onnx = cfg.backend == "onnxruntime" or cfg.platform == "onnxruntime_onnx" or (cfg.backend == "openvino" and (entry.model_file() or "").endswith(".onnx"))
     if not is_onnx:
         return []
     found, path = [], entry.config_path
@@ -357,9 +358,41 @@ def check_custom_interface(entry: ModelEntry, base: ModelEntry) -> list[Finding]
     return found
 
 
+def check_openvino(entry: ModelEntry) -> list[Finding]:
+    """What Triton's native openvino backend needs of a config: CPU instances,
+    and batch padding where the network batches (it refuses a partial batch
+    of a network compiled for max_batch_size otherwise)."""
+    cfg, path, found = entry.config, entry.config_path, []
+    if cfg.backend != "openvino":
+        return []
+    if any(group.kind not in (mc.ModelInstanceGroup.KIND_CPU, mc.ModelInstanceGroup.KIND_AUTO) for group in cfg.instance_group):
+        found.append(Finding(path, "instance_group", "the openvino backend serves KIND_CPU instances only"))
+    padding = cfg.parameters["ENABLE_BATCH_PADDING"].string_value if "ENABLE_BATCH_PADDING" in cfg.parameters else ""
+    if cfg.max_batch_size > 0 and padding.upper() != "YES":
+        found.append(Finding(path, "parameters.ENABLE_BATCH_PADDING", 'max_batch_size > 0 needs "YES": the native backend fails partial batches otherwise'))
+    return found
+
+
+def check_engine_config(entry: ModelEntry, base: ModelEntry) -> list[Finding]:
+    """configs/onnxruntime.pbtxt and configs/openvino.pbtxt are derived from
+    config.pbtxt (tools/engine_configs.py): one that differs has drifted."""
+    from tools.engine_configs import ENGINES, engine_config
+
+    if entry.custom_name not in ENGINES:
+        return []
+    path = Path(entry.config_path)
+    try:
+        expected = engine_config((base.folder / "config.pbtxt").read_text(), entry.custom_name)
+    except ValueError as error:
+        return [Finding(str(path), "backend", f"an engine config beside a config.pbtxt that is not an ONNX network: {error}")]
+    if path.read_text() != expected:
+        return [Finding(str(path), "engine", "differs from what config.pbtxt gives; run `python -m tools.engine_configs`")]
+    return []
+
+
 def check_config(entry: ModelEntry, models: dict[str, ModelEntry]) -> list[Finding]:
     """The checks every config file gets, config.pbtxt or custom."""
-    return check_basics(entry) + check_batching_convention(entry) + check_ensemble(entry, models) + check_onnx(entry)
+    return check_basics(entry) + check_batching_convention(entry) + check_ensemble(entry, models) + check_onnx(entry) + check_openvino(entry)
 
 
 def lint_repository(root: Path) -> list[Finding]:
@@ -369,4 +402,5 @@ def lint_repository(root: Path) -> list[Finding]:
         for custom in entry.custom.values():
             findings += check_config(custom, models)
             findings += check_custom_interface(custom, entry)
+            findings += check_engine_config(custom, entry)
     return sorted(findings)

@@ -1,0 +1,58 @@
+"""RapidOCR called sequentially in one process, as a user would: the baseline
+rows of the OCR suite. Self-contained (imports only RapidOCR and the
+standard library), so it runs in the main venv (`rapidocr_onnxruntime`) and
+in RapidOCR's OpenVINO venv (`rapidocr_openvino`, build/venv-rapidocr-openvino).
+
+    python perf/rapidocr_baseline.py --flavour openvino --pictures DIR --seconds 20 --out result.json
+
+Writes the recognised lines of every picture (one call each, after a
+warm-up) and the throughput and latencies of a sequential loop over them."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import statistics
+import time
+from pathlib import Path
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--flavour", choices=["onnxruntime", "openvino"], required=True)
+    parser.add_argument("--pictures", type=Path, required=True, help="folder of picture files, read in name order")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+
+    engine = importlib.import_module(f"rapidocr_{args.flavour}").RapidOCR()
+    pictures = [path.read_bytes() for path in sorted(args.pictures.iterdir())]
+    engine(pictures[0])  # warm-up: the first call compiles/allocates
+    lines = []
+    for picture in pictures:
+        result, _ = engine(picture)
+        lines.append([text for _box, text, _score in (result or [])])
+    latencies = []
+    start = time.perf_counter()
+    while time.perf_counter() - start < args.seconds or len(latencies) < len(pictures):
+        begin = time.perf_counter()
+        engine(pictures[len(latencies) % len(pictures)])
+        latencies.append(time.perf_counter() - begin)
+    elapsed = time.perf_counter() - start
+    latencies.sort()
+    args.out.write_text(
+        json.dumps(
+            {
+                "flavour": args.flavour,
+                "lines": lines,
+                "throughput": len(latencies) / elapsed,
+                "p50_ms": statistics.median(latencies) * 1000,
+                "p95_ms": latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))] * 1000,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
