@@ -21,12 +21,15 @@ SETUP_STAMP := $(VENV)/.setup-done
 # RapidOCR's OpenVINO flavour needs an older openvino: a venv of its own (perf/ocr.py)
 BASELINE_VENV := build/venv-rapidocr-openvino
 BASELINE_STAMP := $(BASELINE_VENV)/.setup-done
+ANALYZER_VENV := build/venv-model-analyzer
+ANALYZER_STAMP := $(ANALYZER_VENV)/.setup-done
+MA_ARGS ?=
 # The checkout on the venv's import path: the serving package (pipelines/)
 # as the Docker image installs it, and the tooling beside it (tools/,
 # export/, clients/, perf/), so scripts run as `python export/vit.py`.
 CHECKOUT_ON_PATH := import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()['purelib'], 'triton_pipelines_checkout.pth').write_text('$(CURDIR)\n')
 
-.PHONY: help setup export backends serve test lint perf clean distclean
+.PHONY: help setup export backends serve test lint perf model-analyzer clean distclean
 
 help:
 	@echo "make serve   run tritonserver on model_repository/ (HTTP_PORT=$(HTTP_PORT) GRPC_PORT=$(GRPC_PORT) METRICS_PORT=$(METRICS_PORT) MODEL_CONFIG_NAME=)"
@@ -34,6 +37,7 @@ help:
 	@echo "make lint    check every config.pbtxt (and the Python code with ruff)"
 	@echo "make export  produce the model files that are missing or out of date (python -m export --list)"
 	@echo "make perf    perf_analyzer suites beside their baselines, tables and plots in perf/results/ (PERF_ARGS=...)"
+	@echo "make model-analyzer  Triton Model Analyzer instance/thread/engine sweeps of single networks (MA_ARGS=...)"
 	@echo "make setup   virtual environment with the pinned packages"
 	@echo "make clean   remove every generated file but the venv; make distclean also the venv"
 
@@ -74,6 +78,15 @@ $(BASELINE_STAMP): requirements/baseline-rapidocr-openvino.txt
 
 perf: export backends $(BASELINE_STAMP)
 	$(PY) -m perf $(PERF_ARGS)
+
+$(ANALYZER_STAMP): requirements/model-analyzer.txt
+	$(PYTHON) -m venv $(ANALYZER_VENV)
+	$(ANALYZER_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements/model-analyzer.txt
+	touch $@
+
+# Triton Model Analyzer sweeps of single networks (perf/model_analyzer.py)
+model-analyzer: export backends $(ANALYZER_STAMP)
+	$(PY) -m perf.model_analyzer $(MA_ARGS)
 
 clean:
 	$(PYTHON) -m export --clean

@@ -93,27 +93,32 @@ def ceiling(stats: dict[str, triton_stats.ModelStats], pages: int, cores: int) -
     return cores * 1000 / core_ms, f"core time per page: {parts} = {core_ms:.0f} core-ms"
 
 
+def served_rows(server, inputs: Path, count: int, concurrencies, seconds: float) -> tuple[list[Row], list[str]]:
+    """perf_analyzer on `ocr` and `ocr_bls`, and where each run's time went."""
+    rows, shares = [], []
+    for model in ("ocr", "ocr_bls"):
+        for c in concurrencies:
+            before = triton_stats.read_all(server.http_url, STAGES)
+            rows.append(run_perf_analyzer(model, server.http_url, c, inputs, measurement_ms=int(seconds * 1000), fallback_requests=count))
+            after = triton_stats.read_all(server.http_url, STAGES)
+            busy = {m: after[m] for m in STAGES if (after[m] - before[m]).executions}
+            shares.append(f"- {model} at concurrency {c}: " + triton_stats.time_shares({m: before[m] for m in busy}, busy))
+    return rows, shares
+
+
 def documents_table(server, concurrencies, seconds: float) -> tuple[Table, list[str]]:
     from tools.testsets.documents import pages as document_pages
 
     pages = [page.data for page in document_pages()]
     inputs = picture_inputs(pages, "ocr-documents")
     served = served_lines(server, pages)
-    notes = []
     used = ("image_decode", "ocr_det_pre", "ocr_det", "ocr_recognize", "ocr_cls", "ocr_rec")
     before = triton_stats.read_all(server.http_url, used)
     served_lines(server, pages)  # one pass at concurrency 1: each stage's compute per page
     after = triton_stats.read_all(server.http_url, used)
     cores = os.cpu_count() or 1
     limit, how = ceiling({m: after[m] - before[m] for m in used}, len(pages), cores)
-    rows = []
-    for model in ("ocr", "ocr_bls"):
-        for c in concurrencies:
-            before = triton_stats.read_all(server.http_url, STAGES)
-            rows.append(run_perf_analyzer(model, server.http_url, c, inputs, measurement_ms=int(seconds * 1000), fallback_requests=len(pages)))
-            after = triton_stats.read_all(server.http_url, STAGES)
-            busy = {m: after[m] for m in STAGES if (after[m] - before[m]).executions}
-            notes.append(f"- {model} at concurrency {c}: " + triton_stats.time_shares({m: before[m] for m in busy}, busy))
+    rows, notes = served_rows(server, inputs, len(pages), concurrencies, seconds)
     row, openvino_lines = rapidocr("openvino", pages, seconds)
     rows.append(row)
     row, onnxruntime_lines = rapidocr("onnxruntime", pages, seconds)
@@ -133,14 +138,7 @@ def test_set_table(server, concurrencies, seconds: float) -> tuple[Table, list[s
 
     data = pictures()
     inputs = picture_inputs(data, "ocr")
-    rows, shares = [], []
-    for model in ("ocr", "ocr_bls"):
-        for c in concurrencies:
-            before = triton_stats.read_all(server.http_url, STAGES)
-            rows.append(run_perf_analyzer(model, server.http_url, c, inputs, measurement_ms=int(seconds * 1000), fallback_requests=len(data)))
-            after = triton_stats.read_all(server.http_url, STAGES)
-            used = {m: after[m] for m in STAGES if (after[m] - before[m]).executions}
-            shares.append(f"- {model} at concurrency {c}: " + triton_stats.time_shares({m: before[m] for m in used}, used))
+    rows, shares = served_rows(server, inputs, len(data), concurrencies, seconds)
     engine = RapidOCR()
     rows.append(sequential(lambda picture: engine(picture), data, seconds, DIRECT))
     with BaselineServer("ocr", free_port(), mode="async") as plain:
