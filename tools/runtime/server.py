@@ -41,7 +41,8 @@ def check_serving_package(env: dict[str, str], repository: str) -> None:
     only an installed package can serve it. Checked with the python3 the stubs
     will run (the first on the server's PATH)."""
     python = shutil.which("python3", path=env.get("PATH")) or "python3"
-    probe = subprocess.run([python, "-c", "import pipelines.serving.python_model"], env=env, capture_output=True, text=True)
+    # run outside the checkout: from its root `import pipelines` would always work
+    probe = subprocess.run([python, "-c", "import pipelines.serving.python_model"], env=env, cwd="/", capture_output=True, text=True)
     if probe.returncode != 0:
         raise ServerStartError(SERVING_PACKAGE_MISSING.format(repository=repository, python=python))
 
