@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime
 
 import numpy as np
 import pytest
@@ -113,6 +114,15 @@ def _index_versions(server, model: str) -> dict[str, str]:
     return {m["version"]: m.get("state") for m in index if m["name"] == model}
 
 
+def _load_started(server, message: str) -> float:
+    """Wall-clock time of the first log line with message (glog: 'I1201 23:54:15.277845 ...', UTC here)."""
+    for line in server.log_path.read_text(errors="replace").splitlines():
+        if message in line:
+            stamp = datetime.strptime(f"{datetime.now().year}{line[1:5]} {line[6:21]}", "%Y%m%d %H:%M:%S.%f")
+            return stamp.replace(tzinfo=datetime.now().astimezone().tzinfo).timestamp()
+    raise AssertionError(f"{message!r} not in {server.log_path}")
+
+
 def test_poll_mode_loads_a_published_version_under_traffic(remote, tmp_path):
     url, server = remote
     model = "text2ids"
@@ -139,7 +149,7 @@ def test_poll_mode_loads_a_published_version_under_traffic(remote, tmp_path):
     try:
         time.sleep(1.0)
         publish(url, staged, [model])
-        published = time.monotonic()
+        published, published_wall = time.monotonic(), time.time()
         while time.monotonic() - published < 10 * POLL_SECS and not any(v == "2" for t, v, _ in answers if t > published):
             time.sleep(0.05)
         time.sleep(1.0)
@@ -151,8 +161,10 @@ def test_poll_mode_loads_a_published_version_under_traffic(remote, tmp_path):
     assert not failures, failures[:3]
     assert first_v2 is not None, "version 2 never answered"
     seconds = first_v2 - published
-    print(f"\nversion 2 answering {seconds:.1f} s after publish (poll {POLL_SECS} s), {len(answers)} requests, 0 failed")
-    # two poll periods to notice it, plus the load of one small Python model
+    noticed = _load_started(server, f"loading: {model}:2") - published_wall
+    print(f"\nversion 2 loading {noticed:.1f} s and answering {seconds:.1f} s after publish (poll {POLL_SECS} s), {len(answers)} requests, 0 failed")
+    # noticed within two poll periods; answering after the load of one small Python model
+    assert noticed <= 2 * POLL_SECS + 0.5
     assert seconds <= 2 * POLL_SECS + 5
     assert {tuple(ids) for _, _, ids in answers} == {tuple(answers[0][2])}
     assert _index_versions(server, model) == {"1": "UNAVAILABLE", "2": "READY"}

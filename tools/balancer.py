@@ -2,16 +2,23 @@
 ingress would be: one HTTP and one gRPC (`grpc_pass`) upstream over every
 replica, passive health checks and retries.
 
-Retry policy: a request is resent to the next replica when the connection to
-its replica fails or breaks before a response (`error`, `timeout`) or the
-replica answers 502/503 (HTTP) / UNAVAILABLE (gRPC); at most one other replica
-is tried (`*_next_upstream_tries 2`). Inference is a POST, which nginx
-treats as non-idempotent and never retries by default; the served models are
-stateless (no sequence batching, no side effects), so `non_idempotent` is
-switched on: a request that was cut off by a dying replica is run again on the
-other one. A replica that fails once is left out for `fail_timeout` seconds,
-then tried again (passive health check), so a restarted replica gets traffic
-back without any reconfiguration.
+Retry policy:
+- HTTP: nginx resends a request to the next replica when the connection to its
+  replica fails or breaks before a response (`error`, `timeout`) or the replica
+  answers 502/503; at most one other replica (`proxy_next_upstream_tries 2`).
+  Inference is a POST, which nginx treats as non-idempotent and never retries
+  by default; the served models are stateless (no sequence batching, no side
+  effects), so `non_idempotent` is on: a request cut off by a dying replica
+  runs again on the other one (nginx holds the request body, so it can).
+- gRPC: nginx streams the request body to the replica (grpc_pass never
+  buffers it), so it can only move a request whose body was not sent yet
+  (connection refused, a dead keepalive connection). A request cut off in
+  flight comes back as UNAVAILABLE, gRPC's retryable status, and the client
+  retries it (`GRPC_RETRY_CHANNEL_ARGS`, gRPC's own retry policy), like any
+  gRPC client behind a Kubernetes Service.
+- A replica that fails once is left out for `fail_timeout` seconds, then tried
+  again (passive health check), so a restarted replica gets traffic back
+  without any reconfiguration.
 
 `python -m tools.balancer --http-port 8080 --grpc-port 8081 127.0.0.1:8000,127.0.0.1:8001 ...`
 writes a configuration and runs Debian's nginx on it in the foreground."""
@@ -19,6 +26,7 @@ writes a configuration and runs Debian's nginx on it in the foreground."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -28,6 +36,31 @@ from dataclasses import dataclass
 from pathlib import Path
 
 NGINX_CANDIDATES = ("nginx", "/usr/sbin/nginx")
+
+# tritonclient.grpc.InferenceServerClient(url, channel_args=GRPC_RETRY_CHANNEL_ARGS):
+# up to 3 attempts of a call that ends UNAVAILABLE (a replica gone mid-request).
+GRPC_RETRY_CHANNEL_ARGS = [
+    ("grpc.enable_retries", 1),
+    (
+        "grpc.service_config",
+        json.dumps(
+            {
+                "methodConfig": [
+                    {
+                        "name": [{"service": "inference.GRPCInferenceService"}],
+                        "retryPolicy": {
+                            "maxAttempts": 3,
+                            "initialBackoff": "0.1s",
+                            "maxBackoff": "1s",
+                            "backoffMultiplier": 2,
+                            "retryableStatusCodes": ["UNAVAILABLE"],
+                        },
+                    }
+                ]
+            }
+        ),
+    ),
+]
 
 
 def find_nginx() -> str | None:
@@ -101,7 +134,7 @@ http {{
             grpc_pass grpc://triton_grpc;
             grpc_connect_timeout 2s;
             grpc_read_timeout 300s;
-            grpc_next_upstream error timeout unavailable non_idempotent;
+            grpc_next_upstream error timeout http_502 http_503 non_idempotent;
             grpc_next_upstream_tries 2;
         }}
     }}
