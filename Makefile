@@ -68,8 +68,9 @@ serve: $(if $(MODEL_REPOSITORY),$(SETUP_STAMP),export) backends
 		$(if $(REPOSITORY_POLL_SECS),--repository-poll-secs $(REPOSITORY_POLL_SECS))
 
 # Lint, upload every model folder to REPOSITORY_URL (s3://[host:port/]bucket/prefix), verify.
-publish: lint
+publish:
 	@test -n "$(REPOSITORY_URL)" || { echo "usage: make publish REPOSITORY_URL=s3://bucket/prefix"; exit 2; }
+	@$(MAKE) --no-print-directory lint
 	$(PY) -m tools.object_storage publish --no-lint $(REPOSITORY_URL)
 
 # Debian's nginx, the load balancer of the replica tests (tests/test_balancer.py).
