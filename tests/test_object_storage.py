@@ -25,7 +25,8 @@ from tools.object_storage import model_files, parse_s3_url, publish, s3_client
 from tools.paths import MODEL_REPOSITORY
 from tools.runtime.server import ServerStartError, TritonServer, check_serving_package
 
-POLL_SECS = 3
+POLL_SECS = 5
+POLLED_MODELS = ["text2ids", "datatypes", "datatypes_model1", "datatypes_model2"]
 BUCKET = "models"
 
 
@@ -39,16 +40,27 @@ def s3(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def remote(s3):
-    """The whole exported repository, published, served from s3:// in poll mode."""
+    """The whole exported repository, published, served from s3://."""
     url = s3.url(BUCKET, "pipelines/v1")
     started = time.monotonic()
     publish(url, MODEL_REPOSITORY)
     published = time.monotonic()
-    server = TritonServer(repositories=[url], poll_secs=POLL_SECS)
+    server = TritonServer(repositories=[url])
     server.start(timeout=600)
     print(f"\npublish {published - started:.1f} s, serve from s3:// until READY {time.monotonic() - published:.1f} s")
     yield url, server
     server.stop()
+
+
+@pytest.fixture
+def polled(s3):
+    """A few models from s3:// in poll mode. Each poll lists and stats every
+    model folder (about ten requests a model), so the time between two looks
+    is the poll period plus that walk: a small repository keeps it short."""
+    url = s3.url(BUCKET, "pipelines/polled")
+    publish(url, MODEL_REPOSITORY, POLLED_MODELS)
+    with TritonServer(repositories=[url], poll_secs=POLL_SECS) as server:
+        yield url, server
 
 
 def test_parse_s3_urls():
@@ -123,8 +135,8 @@ def _load_started(server, message: str) -> float:
     raise AssertionError(f"{message!r} not in {server.log_path}")
 
 
-def test_poll_mode_loads_a_published_version_under_traffic(remote, tmp_path):
-    url, server = remote
+def test_poll_mode_loads_a_published_version_under_traffic(polled, tmp_path):
+    url, server = polled
     model = "text2ids"
     staged = tmp_path / "repo"
     shutil.copytree(MODEL_REPOSITORY / model, staged / model, ignore=shutil.ignore_patterns("__pycache__"))
@@ -164,9 +176,12 @@ def test_poll_mode_loads_a_published_version_under_traffic(remote, tmp_path):
     noticed = _load_started(server, f"loading: {model}:2") - published_wall
     print(f"\nversion 2 loading {noticed:.1f} s and answering {seconds:.1f} s after publish (poll {POLL_SECS} s), {len(answers)} requests, 0 failed")
     # noticed within two poll periods; answering after the load of one small Python model
-    assert noticed <= 2 * POLL_SECS + 0.5
-    assert seconds <= 2 * POLL_SECS + 5
+    assert noticed <= 2 * POLL_SECS + 1
+    assert seconds <= 2 * POLL_SECS + 10  # a Python stub starts in 2-6 s on a busy 2-core machine
     assert {tuple(ids) for _, _, ids in answers} == {tuple(answers[0][2])}
+    deadline = time.monotonic() + 20  # the old version finishes its unload
+    while _index_versions(server, model) != {"1": "UNAVAILABLE", "2": "READY"} and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert _index_versions(server, model) == {"1": "UNAVAILABLE", "2": "READY"}
 
 
