@@ -38,7 +38,7 @@ def s3(tmp_path_factory):
     server.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def remote(s3):
     """The whole exported repository, published, served from s3://."""
     url = s3.url(BUCKET, "pipelines/v1")
