@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from datetime import datetime
 
 import numpy as np
@@ -213,3 +214,12 @@ def test_server_environment_without_the_serving_package_is_named(tmp_path):
     with pytest.raises(ServerStartError, match=r"import the serving package `pipelines`.*pip install \."):
         check_serving_package(env, "s3://host:9000/bucket/repo")
     check_serving_package({"PATH": f"{sys.executable.rsplit('/', 1)[0]}:/usr/bin"}, "s3://host:9000/bucket/repo")
+
+
+def test_remote_urls_reach_the_server_unchanged():
+    """pathlib would turn s3:// into s3:/ (the server then fails with `failed to stat file s3:/...`)."""
+    urls = ["s3://127.0.0.1:9000/bucket/repo", "gs://bucket/repo", "as://account/container/repo"]
+    command = TritonServer(repositories=urls, poll_secs=30).command(Path("/backends"), Path("tritonserver"))
+    assert [a for a in command if a.startswith("--model-repository=")] == [f"--model-repository={u}" for u in urls]
+    assert "--model-control-mode=poll" in command and "--repository-poll-secs=30" in command
+    assert "--model-control-mode=poll" not in TritonServer(repositories=urls[:1]).command(Path("/b"), Path("t"))
