@@ -47,10 +47,21 @@ def check_serving_package(env: dict[str, str], repository: str) -> None:
         raise ServerStartError(SERVING_PACKAGE_MISSING.format(repository=repository, python=python))
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free port never handed out before by this process: the kernel may
+    offer a just-released port again, and two flags of one server on the same
+    port fail its start ("cannot listen to GRPC requests and metrics requests
+    at the same address")."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def _get_json(url: str, timeout: float = 2.0):
