@@ -14,6 +14,11 @@ METRICS_PORT ?= 8002
 PYTEST_ARGS ?=
 PERF_ARGS ?=
 MODEL_CONFIG_NAME ?=
+# Serving at scale: a remote repository (s3:// gs:// as://) for make serve, the
+# poll period that makes the server pick up what is published, the publish target.
+MODEL_REPOSITORY ?=
+REPOSITORY_POLL_SECS ?=
+REPOSITORY_URL ?=
 
 REQUIREMENTS := requirements/serve.txt requirements/runtime-cpu.txt requirements/dev.txt requirements/export.txt
 NODEPS_REQUIREMENTS := requirements/nodeps.txt
@@ -29,7 +34,7 @@ MA_ARGS ?=
 # export/, clients/, perf/), so scripts run as `python export/vit.py`.
 CHECKOUT_ON_PATH := import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()['purelib'], 'triton_pipelines_checkout.pth').write_text('$(CURDIR)\n')
 
-.PHONY: help setup export backends serve test lint perf model-analyzer clean distclean
+.PHONY: help setup export backends serve test lint perf model-analyzer clean distclean publish nginx
 
 help:
 	@echo "make serve   run tritonserver on model_repository/ (HTTP_PORT=$(HTTP_PORT) GRPC_PORT=$(GRPC_PORT) METRICS_PORT=$(METRICS_PORT) MODEL_CONFIG_NAME=)"
@@ -38,6 +43,8 @@ help:
 	@echo "make export  produce the model files that are missing or out of date (python -m export --list)"
 	@echo "make perf    perf_analyzer suites beside their baselines, tables and plots in perf/results/ (PERF_ARGS=...)"
 	@echo "make model-analyzer  Triton Model Analyzer instance/thread/engine sweeps of single networks (MA_ARGS=...)"
+	@echo "make publish upload the model repository to object storage and verify it (REPOSITORY_URL=s3://[host:port/]bucket/prefix)"
+	@echo "make serve MODEL_REPOSITORY=s3://... [REPOSITORY_POLL_SECS=30]   serve from object storage (gs:// as:// too)"
 	@echo "make setup   virtual environment with the pinned packages"
 	@echo "make clean   remove every generated file but the venv; make distclean also the venv"
 
@@ -60,15 +67,36 @@ backends: $(SETUP_STAMP)
 export: $(SETUP_STAMP)
 	$(PY) -m export
 
-serve: export backends
+# A remote MODEL_REPOSITORY needs no local export.
+serve: $(if $(MODEL_REPOSITORY),$(SETUP_STAMP),export) backends
 	$(PY) -m tools.runtime.server --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT) \
-		$(if $(MODEL_CONFIG_NAME),--model-config-name $(MODEL_CONFIG_NAME))
+		$(if $(MODEL_CONFIG_NAME),--model-config-name $(MODEL_CONFIG_NAME)) \
+		$(if $(MODEL_REPOSITORY),--model-repository $(MODEL_REPOSITORY)) \
+		$(if $(REPOSITORY_POLL_SECS),--repository-poll-secs $(REPOSITORY_POLL_SECS))
+
+# Lint, upload every model folder to REPOSITORY_URL (s3://[host:port/]bucket/prefix), verify.
+publish:
+	@test -n "$(REPOSITORY_URL)" || { echo "usage: make publish REPOSITORY_URL=s3://bucket/prefix"; exit 2; }
+	@$(MAKE) --no-print-directory lint
+	$(PY) -m tools.object_storage publish --no-lint $(REPOSITORY_URL)
+
+# Debian's nginx, the load balancer of the replica tests (tests/test_balancer.py).
+# Installed with apt-get where it is missing and we are root; policy-rc.d or
+# not, the package's service is never what the tests run (they start their own).
+nginx:
+	@if command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -q --no-install-recommends nginx >/dev/null 2>&1 \
+		|| { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends nginx >/dev/null; } \
+		|| echo "warning: could not install nginx: the balancer tests will skip"; \
+	else echo "warning: nginx missing and not root (apt-get needs root): the balancer tests will skip"; fi
 
 lint: export
 	$(PY) -m ruff check --quiet .
 	$(PY) -m tools.lint model_repository tests/model_repository
 
-test: lint
+test: lint nginx
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 $(BASELINE_STAMP): requirements/baseline-rapidocr-openvino.txt

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,6 +19,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from tools.object_storage import StorageError, check_access, is_remote
 from tools.paths import MODEL_REPOSITORY
 from tools.runtime.distribution import assemble_backend_dir, assemble_lib_dir, find_distribution, server_environment
 
@@ -26,10 +28,40 @@ class ServerStartError(RuntimeError):
     pass
 
 
+SERVING_PACKAGE_MISSING = (
+    "the Python models of a remote repository ({repository}) import the serving package `pipelines` "
+    "from the server's environment, and `{python}` cannot import it: install it there "
+    "(`pip install .` from a checkout, as docker/Dockerfile does), or serve from a checkout's venv (make serve)"
+)
+
+
+def check_serving_package(env: dict[str, str], repository: str) -> None:
+    """A local repository's models find `pipelines` through the checkout on the
+    venv's path; a remote one is copied to a temporary folder by the server, so
+    only an installed package can serve it. Checked with the python3 the stubs
+    will run (the first on the server's PATH)."""
+    python = shutil.which("python3", path=env.get("PATH")) or "python3"
+    # run outside the checkout: from its root `import pipelines` would always work
+    probe = subprocess.run([python, "-c", "import pipelines.serving.python_model"], env=env, cwd="/", capture_output=True, text=True)
+    if probe.returncode != 0:
+        raise ServerStartError(SERVING_PACKAGE_MISSING.format(repository=repository, python=python))
+
+
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free port never handed out before by this process: the kernel may
+    offer a just-released port again, and two flags of one server on the same
+    port fail its start ("cannot listen to GRPC requests and metrics requests
+    at the same address")."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def _get_json(url: str, timeout: float = 2.0):
@@ -62,15 +94,18 @@ class TritonServer:
 
     def __init__(
         self,
-        repositories: list[Path] | None = None,
+        repositories: list[Path | str] | None = None,
         http_port: int | None = None,
         grpc_port: int | None = None,
         metrics_port: int | None = None,
         log_path: Path | None = None,
         extra_args: list[str] | None = None,
         log_verbose: int = 0,
+        poll_secs: int | None = None,
     ):
-        self.repositories = [Path(r) for r in (repositories or [MODEL_REPOSITORY])]
+        # remote URLs stay strings (pathlib would make s3:// into s3:/)
+        self.repositories = [r if is_remote(r) else Path(r) for r in (repositories or [MODEL_REPOSITORY])]
+        self.poll_secs = poll_secs
         self.http_port = http_port or free_port()
         self.grpc_port = grpc_port or free_port()
         self.metrics_port = metrics_port or free_port()
@@ -108,6 +143,10 @@ class TritonServer:
             "--strict-readiness=true",
             "--exit-timeout-secs=10",
         ]
+        if self.poll_secs:
+            # the server re-reads the repository (local or remote) and loads
+            # what changed; a new version is loaded before the old is unloaded
+            cmd += ["--model-control-mode=poll", f"--repository-poll-secs={self.poll_secs}"]
         return cmd + self.extra_args
 
     def start(self, timeout: float = 180.0, stream_log: bool = False) -> "TritonServer":
@@ -115,6 +154,13 @@ class TritonServer:
         backend_dir = assemble_backend_dir(dist=dist)
         assemble_lib_dir(dist=dist)
         env = server_environment(dist)
+        for repository in self.repositories:
+            if is_remote(repository):
+                check_serving_package(env, repository)
+                try:
+                    check_access(repository)
+                except StorageError as error:
+                    raise ServerStartError(str(error)) from error
         cmd = self.command(backend_dir, dist.server_binary)
         log_file = None if stream_log else open(self.log_path, "w")
         self.process = subprocess.Popen(
@@ -199,7 +245,16 @@ def _port_arg(value: str | None, env_name: str, default: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run tritonserver on the model repository in the foreground")
-    parser.add_argument("--model-repository", action="append", type=Path, help="repeatable; default model_repository/")
+    parser.add_argument(
+        "--model-repository",
+        action="append",
+        help="local folder or s3:// gs:// as:// URL, repeatable; default $MODEL_REPOSITORY or model_repository/",
+    )
+    parser.add_argument(
+        "--repository-poll-secs",
+        type=int,
+        help="poll the repository every N seconds and load what changed (model control mode poll); default $REPOSITORY_POLL_SECS",
+    )
     parser.add_argument("--http-port", help="default $HTTP_PORT or 8000")
     parser.add_argument("--grpc-port", help="default $GRPC_PORT or 8001")
     parser.add_argument("--metrics-port", help="default $METRICS_PORT or 8002")
@@ -212,8 +267,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config_name = args.model_config_name or os.environ.get("MODEL_CONFIG_NAME")
 
+    repositories = args.model_repository or [r for r in os.environ.get("MODEL_REPOSITORY", "").split(",") if r] or None
+    poll_secs = args.repository_poll_secs or int(os.environ.get("REPOSITORY_POLL_SECS") or 0) or None
     server = TritonServer(
-        repositories=args.model_repository,
+        repositories=repositories,
+        poll_secs=poll_secs,
         http_port=_port_arg(args.http_port, "HTTP_PORT", 8000),
         grpc_port=_port_arg(args.grpc_port, "GRPC_PORT", 8001),
         metrics_port=_port_arg(args.metrics_port, "METRICS_PORT", 8002),
@@ -222,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     # SIGTERM (docker stop, kill) is handled like Ctrl-C: stop the server cleanly.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    print(f"starting tritonserver (log: {server.log_path})", flush=True)
+    where = ", ".join(str(r) for r in server.repositories) + (f", polled every {poll_secs} s" if poll_secs else "")
+    print(f"starting tritonserver on {where} (log: {server.log_path})", flush=True)
     try:
         server.start(timeout=args.timeout)
     except ServerStartError as error:
