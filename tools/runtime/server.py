@@ -6,8 +6,10 @@ the test suite (one server per test session)."""
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -18,8 +20,17 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tools.paths import MODEL_REPOSITORY
+from tools.paths import BUILD_DIR, MODEL_REPOSITORY
 from tools.runtime.distribution import assemble_backend_dir, assemble_lib_dir, find_distribution, server_environment
+from tools.runtime.watchdog import StubWatchdog
+
+# The admin APIs `make serve` puts behind the admin-key header; inference,
+# health, metadata and statistics stay open.
+RESTRICTED_APIS = ("model-repository", "model-config", "shared-memory", "trace", "logging")
+ADMIN_HEADER = "admin-key"
+GRPC_ADMIN_HEADER = "triton-grpc-protocol-admin-key"  # Triton prefixes the gRPC metadata key
+ADMIN_KEY_FILE = BUILD_DIR / "admin-key"
+PR_SET_PDEATHSIG = 1
 
 
 class ServerStartError(RuntimeError):
@@ -38,8 +49,8 @@ def _get_json(url: str, timeout: float = 2.0):
         return response.status, (json.loads(body) if body else None)
 
 
-def _post_json(url: str, payload: dict, timeout: float = 5.0):
-    request = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST")
+def _post_json(url: str, payload: dict, timeout: float = 5.0, headers: dict | None = None):
+    request = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST", headers=headers or {})
     with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.loads(response.read() or b"null")
 
@@ -69,7 +80,15 @@ class TritonServer:
         log_path: Path | None = None,
         extra_args: list[str] | None = None,
         log_verbose: int = 0,
+        admin_key: str | None = None,
+        explicit_model_control: bool = False,
+        exit_on_error: bool = True,
     ):
+        """admin_key: restrict RESTRICTED_APIS to requests with that header.
+        explicit_model_control: every model loaded at start, then loaded and
+        unloaded only through the model-control API (what the watchdog uses).
+        exit_on_error=False: a model that fails to load is reported and the
+        rest serves (`make serve`); True fails start-up (tests, perf)."""
         self.repositories = [Path(r) for r in (repositories or [MODEL_REPOSITORY])]
         self.http_port = http_port or free_port()
         self.grpc_port = grpc_port or free_port()
@@ -81,6 +100,12 @@ class TritonServer:
         self.log_path = Path(log_path)
         self.extra_args = extra_args or []
         self.log_verbose = log_verbose
+        self.admin_key = admin_key
+        self.explicit_model_control = explicit_model_control
+        self.exit_on_error = exit_on_error
+        # Python backend shared-memory regions of this server alone, so a test
+        # can tell that none was left behind in /dev/shm.
+        self.shm_prefix = f"triton_{secrets.token_hex(4)}_"
         self.process: subprocess.Popen | None = None
 
     @property
@@ -102,13 +127,29 @@ class TritonServer:
             f"--metrics-port={self.metrics_port}",
             "--allow-metrics=true",
             f"--log-verbose={self.log_verbose}",
-            # fail start-up when any model fails to load: a broken repository is
-            # a red test run, not a partly working server
-            "--exit-on-error=true",
+            f"--exit-on-error={str(self.exit_on_error).lower()}",
             "--strict-readiness=true",
             "--exit-timeout-secs=10",
         ]
+        for backend in ("python", "onnxruntime"):  # onnxruntime: the Python-based one in backends/
+            cmd.append(f"--backend-config={backend},shm-region-prefix-name={self.shm_prefix}{backend}_")
+        if self.explicit_model_control:
+            cmd += ["--model-control-mode=explicit", "--load-model=*"]
+        if self.admin_key:
+            apis = ",".join(RESTRICTED_APIS)
+            cmd += [
+                f"--http-restricted-api={apis}:{ADMIN_HEADER}={self.admin_key}",
+                f"--grpc-restricted-protocol={apis}:{ADMIN_HEADER}={self.admin_key}",
+            ]
         return cmd + self.extra_args
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        return {ADMIN_HEADER: self.admin_key} if self.admin_key else {}
+
+    def shm_regions(self) -> list[Path]:
+        """This server's Python backend regions present in /dev/shm."""
+        return sorted(Path("/dev/shm").glob(f"{self.shm_prefix}*"))
 
     def start(self, timeout: float = 180.0, stream_log: bool = False) -> "TritonServer":
         dist = find_distribution()
@@ -123,6 +164,7 @@ class TritonServer:
             stdout=log_file if log_file else None,
             stderr=subprocess.STDOUT if log_file else None,
             start_new_session=not stream_log,
+            preexec_fn=_die_with_parent,
         )
         if log_file:
             log_file.close()
@@ -136,12 +178,21 @@ class TritonServer:
         except (urllib.error.URLError, ConnectionError, OSError):
             return False
 
+    def is_live(self) -> bool:
+        try:
+            status, _ = _get_json(f"http://{self.http_url}/v2/health/live", timeout=1.0)
+            return status == 200
+        except (urllib.error.URLError, ConnectionError, OSError):
+            return False
+
     def wait_ready(self, timeout: float) -> None:
+        """Until every model is READY; with exit_on_error=False, until the
+        server listens (it does once the start-up loads are over, failed or not)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise ServerStartError(self._failure(f"tritonserver exited with code {self.process.returncode}"))
-            if self.is_ready():
+            if self.is_ready() or (not self.exit_on_error and self.is_live()):
                 return
             time.sleep(0.25)
         self.stop()
@@ -156,7 +207,12 @@ class TritonServer:
         return "\n".join([headline, f"log: {self.log_path}", *("  " + line for line in lines)])
 
     def model_states(self) -> list[dict]:
-        return _post_json(f"http://{self.http_url}/v2/repository/index", {}) or []
+        return _post_json(f"http://{self.http_url}/v2/repository/index", {}, headers=self.admin_headers) or []
+
+    def failed_models(self) -> dict[str, str]:
+        """Model name -> why it is not READY (Triton's reason, e.g. the
+        exception initialize raised)."""
+        return {m["name"]: m.get("reason", "") for m in self.model_states() if m.get("state") != "READY"}
 
     def stop(self, timeout: float = 30.0) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -178,6 +234,30 @@ class TritonServer:
         self.stop()
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the launcher dies, even by
+    SIGKILL, so tritonserver shuts down (its stubs and shared memory with it)
+    instead of keeping the ports as an orphan."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+def admin_key_from_environment() -> tuple[str, Path | None]:
+    """$ADMIN_KEY, else a new random key written to $ADMIN_KEY_FILE (default
+    build/admin-key, mode 0600); returns (key, file it was written to or None)."""
+    key = os.environ.get("ADMIN_KEY", "").strip()
+    if key:
+        return key, None
+    key = secrets.token_urlsafe(32)
+    path = Path(os.environ.get("ADMIN_KEY_FILE") or ADMIN_KEY_FILE)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)  # an older file keeps its mode through O_CREAT
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(key + "\n")
+    return key, path
+
+
 def _follow_log(server: TritonServer) -> None:
     """Echo the server log while it runs, so the foreground shows what it says."""
     with open(server.log_path, errors="replace") as log:
@@ -197,6 +277,23 @@ def _port_arg(value: str | None, env_name: str, default: int) -> int:
     return int(os.environ.get(env_name) or default)
 
 
+def tls_arguments(cert: str | None, key: str | None, client_ca: str | None) -> list[str]:
+    """tritonserver flags for gRPC over TLS (mutual TLS when a client CA is given)."""
+    if not cert and not key:
+        if client_ca:
+            raise ValueError("GRPC_TLS_CLIENT_CA needs GRPC_TLS_CERT and GRPC_TLS_KEY")
+        return []
+    if not (cert and key):
+        raise ValueError("GRPC_TLS_CERT and GRPC_TLS_KEY go together")
+    for path in (cert, key, client_ca):
+        if path and not Path(path).is_file():
+            raise ValueError(f"no such file: {path}")
+    flags = ["--grpc-use-ssl=true", f"--grpc-server-cert={Path(cert).resolve()}", f"--grpc-server-key={Path(key).resolve()}"]
+    if client_ca:
+        flags += ["--grpc-use-ssl-mutual=true", f"--grpc-root-cert={Path(client_ca).resolve()}"]
+    return flags
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run tritonserver on the model repository in the foreground")
     parser.add_argument("--model-repository", action="append", type=Path, help="repeatable; default model_repository/")
@@ -209,8 +306,17 @@ def main(argv: list[str] | None = None) -> int:
         "--model-config-name",
         help="serve <model>/configs/NAME.pbtxt where a model has one (e.g. tensorrt); default $MODEL_CONFIG_NAME",
     )
+    parser.add_argument("--no-watchdog", action="store_true", help="do not reload models whose stub died")
     args = parser.parse_args(argv)
     config_name = args.model_config_name or os.environ.get("MODEL_CONFIG_NAME")
+    try:
+        extra = tls_arguments(os.environ.get("GRPC_TLS_CERT"), os.environ.get("GRPC_TLS_KEY"), os.environ.get("GRPC_TLS_CLIENT_CA"))
+    except ValueError as error:
+        print(f"TLS: {error}", file=sys.stderr)
+        return 2
+    if config_name:
+        extra.append(f"--model-config-name={config_name}")
+    admin_key, key_file = admin_key_from_environment()
 
     server = TritonServer(
         repositories=args.model_repository,
@@ -218,29 +324,42 @@ def main(argv: list[str] | None = None) -> int:
         grpc_port=_port_arg(args.grpc_port, "GRPC_PORT", 8001),
         metrics_port=_port_arg(args.metrics_port, "METRICS_PORT", 8002),
         log_verbose=args.log_verbose,
-        extra_args=[f"--model-config-name={config_name}"] if config_name else None,
+        extra_args=extra,
+        admin_key=admin_key,
+        explicit_model_control=True,
+        # a model that fails to load is reported below and the rest serves
+        exit_on_error=False,
     )
     # SIGTERM (docker stop, kill) is handled like Ctrl-C: stop the server cleanly.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     print(f"starting tritonserver (log: {server.log_path})", flush=True)
+    watchdog = None
     try:
         server.start(timeout=args.timeout)
+        print(f"HTTP    http://localhost:{server.http_port}", flush=True)
+        print(f"gRPC    localhost:{server.grpc_port}" + (" (TLS)" if any("ssl" in flag for flag in extra) else ""), flush=True)
+        print(f"metrics http://localhost:{server.metrics_port}/metrics", flush=True)
+        where = f"in {key_file} (mode 0600)" if key_file else "from $ADMIN_KEY"
+        print(f"admin APIs ({', '.join(RESTRICTED_APIS)}) need the header '{ADMIN_HEADER}' (gRPC: '{GRPC_ADMIN_HEADER}'): key {where}", flush=True)
+        for model in sorted(server.model_states(), key=lambda m: m.get("name", "")):
+            print(f"  {model.get('name'):32s} v{model.get('version', '-'):3s} {model.get('state', '?')}", flush=True)
+        failed = server.failed_models()
+        for name, reason in sorted(failed.items()):
+            print(f"FAILED to load '{name}': {reason}", file=sys.stderr, flush=True)
+        if failed:
+            print(f"{len(failed)} model(s) failed to load (tracebacks in {server.log_path}); serving the others", file=sys.stderr, flush=True)
+        if not args.no_watchdog:
+            watchdog = StubWatchdog(server.process.pid, server.http_url, admin_key, log=lambda line: print(line, flush=True)).start()
+        print("ready; Ctrl-C stops the server", flush=True)
+        _follow_log(server)
     except ServerStartError as error:
         print(error, file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        server.stop()
-        return 130
-    print(f"HTTP    http://localhost:{server.http_port}", flush=True)
-    print(f"gRPC    localhost:{server.grpc_port}", flush=True)
-    print(f"metrics http://localhost:{server.metrics_port}/metrics", flush=True)
-    for model in sorted(server.model_states(), key=lambda m: m.get("name", "")):
-        print(f"  {model.get('name'):32s} v{model.get('version', '-'):3s} {model.get('state', '?')}", flush=True)
-    print("ready; Ctrl-C stops the server", flush=True)
-    try:
-        _follow_log(server)
-    except KeyboardInterrupt:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not orphan the server
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if watchdog is not None:
+            watchdog.stop()  # stubs exiting on shutdown are not deaths to recover from
         print("stopping tritonserver ...", flush=True)
         server.stop()
     code = server.process.returncode
