@@ -307,3 +307,40 @@ def port_free(port: int) -> bool:
             return True
         except OSError:
             return False
+
+
+def test_broken_model_reported_rest_serves_and_sigkilled_launcher_takes_the_server_along(tmp_path):
+    """`make serve` runs with --exit-on-error=false: a model whose initialize
+    raises is reported with Triton's reason (the traceback is in the log) and
+    the others serve. SIGKILL of the launcher: the parent-death signal stops
+    tritonserver, its stubs exit, no shared memory and no port is left."""
+    repo = small_repository(tmp_path / "repo")
+    broken = repo / "broken_init"
+    shutil.copytree(repo / "identity", broken)
+    config = broken / "config.pbtxt"
+    config.write_text(config.read_text().replace('name: "identity"', 'name: "broken_init"'))
+    (broken / "1" / "model.py").write_text("raise RuntimeError('deliberately broken initialize')\n")
+    launcher = Launcher(repo, env={"ADMIN_KEY": "a-key-from-the-environment"})
+    try:
+        launcher.wait_for("Ctrl-C stops the server")
+        output = launcher.output
+        assert "FAILED to load 'broken_init'" in output and "deliberately broken initialize" in output, output
+        assert "key from $ADMIN_KEY" in output
+        log_path = output.split("(log: ", 1)[1].split(")", 1)[0]
+        assert "Traceback" in open(log_path).read() or "At:" in open(log_path).read()
+        assert infer_identity(launcher.grpc_url, 5) == "1"
+        assert "watchdog:" not in launcher.output  # a model that failed to load is no dead stub
+        server_pid = launcher.server_pid()
+        stubs = [s.pid for s in server_stubs(server_pid, {})]
+        prefix = shm_prefix(server_pid)
+        assert stubs and list_shm(prefix)
+        launcher.process.kill()
+        launcher.process.wait(10)
+        deadline = time.monotonic() + 60
+        while any(os.path.exists(f"/proc/{pid}") for pid in [server_pid, *stubs]) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(os.path.exists(f"/proc/{pid}") for pid in [server_pid, *stubs]), "tritonserver or a stub outlived the launcher"
+        assert not list_shm(prefix)
+        assert port_free(launcher.http_port) and port_free(launcher.grpc_port)
+    finally:
+        launcher.stop()
