@@ -7,8 +7,12 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
+import shutil
+import socket
+import string
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -21,6 +25,7 @@ from lifecycle import DATATYPES, Launcher, small_repository
 
 from clients.common import Tls, connect, make_inputs
 from tools.paths import REPO_ROOT
+from tools.runtime.server import free_port
 
 
 def _name(common_name: str) -> x509.Name:
@@ -122,3 +127,46 @@ def test_half_a_tls_configuration_is_refused_before_start(tmp_path):
         timeout=60,
     )
     assert done.returncode == 2 and "GRPC_TLS_CERT and GRPC_TLS_KEY go together" in done.stderr
+
+
+@pytest.fixture
+def https_proxy(tls_server, tmp_path):
+    """docker/nginx-https.conf in front of the server's HTTP endpoint."""
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None)
+    if nginx is None:
+        pytest.skip("nginx is not installed and `make nginx` could not install it (needs apt-get as root)")
+    port = free_port()
+    template = string.Template((REPO_ROOT / "docker" / "nginx-https.conf").read_text())
+    conf = template.substitute(
+        PREFIX=tmp_path, LISTEN=f"127.0.0.1:{port}", TRITON_HTTP=tls_server.http_url, CERT=tls_server.pem["cert"], KEY=tls_server.pem["key"]
+    )
+    (tmp_path / "nginx.conf").write_text(conf)
+    process = subprocess.Popen([nginx, "-p", str(tmp_path), "-e", str(tmp_path / "error.log"), "-c", "nginx.conf", "-g", "daemon off;"])
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        assert process.poll() is None, (tmp_path / "error.log").read_text()
+        time.sleep(0.1)
+    yield f"localhost:{port}"
+    process.terminate()
+    process.wait(20)
+
+
+def test_https_through_the_nginx_proxy(tls_server, https_proxy):
+    module, client = connect(https_proxy, "http", tls=Tls(root_certificates=tls_server.pem["ca"]))
+    x = np.arange(3, dtype=np.float32)[None]
+    np.testing.assert_array_equal(client.infer("identity", make_inputs(module, {"x": x})).as_numpy("y"), x)
+    client.close()
+    done = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "clients" / "datatypes_client.py"), "--url", https_proxy, "--ssl", "--root-certificates", tls_server.pem["ca"]],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    module, plain = connect(https_proxy, "http")  # plain HTTP to the TLS port
+    with pytest.raises(Exception):
+        plain.infer("identity", make_inputs(module, {"x": x}))
+    plain.close()
