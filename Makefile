@@ -14,6 +14,9 @@ METRICS_PORT ?= 8002
 PYTEST_ARGS ?=
 PERF_ARGS ?=
 MODEL_CONFIG_NAME ?=
+# make serve also reads ADMIN_KEY (else a random key goes to build/admin-key, mode 0600),
+# GRPC_TLS_CERT, GRPC_TLS_KEY, GRPC_TLS_CLIENT_CA (gRPC over TLS; with a client CA, mutual TLS)
+export ADMIN_KEY GRPC_TLS_CERT GRPC_TLS_KEY GRPC_TLS_CLIENT_CA
 
 REQUIREMENTS := requirements/serve.txt requirements/runtime-cpu.txt requirements/dev.txt requirements/export.txt
 NODEPS_REQUIREMENTS := requirements/nodeps.txt
@@ -23,7 +26,7 @@ SETUP_STAMP := $(VENV)/.setup-done
 # export/, clients/, perf/), so scripts run as `python export/vit.py`.
 CHECKOUT_ON_PATH := import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()['purelib'], 'triton_pipelines_checkout.pth').write_text('$(CURDIR)\n')
 
-.PHONY: help setup export backends serve test lint perf clean distclean
+.PHONY: help setup export backends serve test lint perf clean distclean nginx
 
 help:
 	@echo "make serve   run tritonserver on model_repository/ (HTTP_PORT=$(HTTP_PORT) GRPC_PORT=$(GRPC_PORT) METRICS_PORT=$(METRICS_PORT) MODEL_CONFIG_NAME=)"
@@ -61,7 +64,13 @@ lint: export
 	$(PY) -m ruff check --quiet .
 	$(PY) -m tools.lint model_repository tests/model_repository
 
-test: lint
+# nginx terminates HTTPS in front of Triton's HTTP endpoint (docker/nginx-https.conf);
+# tests/test_tls.py runs it. Installed from Debian when missing and apt-get can.
+nginx:
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { apt-get install -y -qq nginx >/dev/null 2>&1 || \
+		(apt-get update -qq && apt-get install -y -qq nginx) >/dev/null 2>&1 || echo "nginx could not be installed: the HTTPS proxy test will skip"; }
+
+test: lint nginx
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 perf: export backends
