@@ -233,6 +233,9 @@ def test_broken_new_version_is_refused_and_the_old_keeps_serving(served, case):
     finally:
         shutil.rmtree(folder)
         config.write_text(good_config)
+    # Triton keeps the refused version as a live UNAVAILABLE one, which holds its
+    # shutdown until --exit-timeout-secs (exit 1): loading the fixed model drops it.
+    load(served, model)
     assert status in (400, 500) and message in body, (status, body)
     assert not traffic.failures, traffic.failures[:3]
     assert {o.version for o in traffic.outcomes} == served_versions  # still the old version
