@@ -31,6 +31,8 @@ ADMIN_HEADER = "admin-key"
 GRPC_ADMIN_HEADER = "triton-grpc-protocol-admin-key"  # Triton prefixes the gRPC metadata key
 ADMIN_KEY_FILE = BUILD_DIR / "admin-key"
 PR_SET_PDEATHSIG = 1
+# loaded here, not in the forked child, where dlopen could meet a lock another thread held
+_LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 class ServerStartError(RuntimeError):
@@ -254,9 +256,9 @@ class TritonServer:
 def _die_with_parent() -> None:
     """In the child before exec: SIGTERM when the launcher dies, even by
     SIGKILL, so tritonserver shuts down (its stubs and shared memory with it)
-    instead of keeping the ports as an orphan."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    instead of keeping the ports as an orphan. Linux sends it when the thread
+    that started the server ends: start servers from a thread that outlives them."""
+    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 def admin_key_from_environment() -> tuple[str, Path | None]:
