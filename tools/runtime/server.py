@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -154,7 +155,7 @@ class TritonServer:
         """This server's Python backend regions present in /dev/shm."""
         return sorted(Path("/dev/shm").glob(f"{self.shm_prefix}*"))
 
-    def start(self, timeout: float = 180.0, stream_log: bool = False) -> "TritonServer":
+    def start(self, timeout: float = 180.0, stream_log: bool = False, abort: threading.Event | None = None) -> "TritonServer":
         dist = find_distribution()
         backend_dir = assemble_backend_dir(dist=dist)
         assemble_lib_dir(dist=dist)
@@ -171,7 +172,7 @@ class TritonServer:
         )
         if log_file:
             log_file.close()
-        self.wait_ready(timeout)
+        self.wait_ready(timeout, abort)
         return self
 
     def is_ready(self) -> bool:
@@ -188,11 +189,15 @@ class TritonServer:
         except (urllib.error.URLError, ConnectionError, OSError):
             return False
 
-    def wait_ready(self, timeout: float) -> None:
+    def wait_ready(self, timeout: float, abort: threading.Event | None = None) -> None:
         """Until every model is READY; with exit_on_error=False, until the
-        server listens (it does once the start-up loads are over, failed or not)."""
+        server listens (it does once the start-up loads are over, failed or
+        not). `abort` set: KeyboardInterrupt, raised here and not from a signal
+        handler (one raised inside Popen.poll leaves its lock held)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if abort is not None and abort.is_set():
+                raise KeyboardInterrupt
             if self.process.poll() is not None:
                 raise ServerStartError(self._failure(f"tritonserver exited with code {self.process.returncode}"))
             if self.is_ready() or (not self.exit_on_error and self.is_live()):
@@ -277,17 +282,18 @@ def admin_key_from_environment() -> tuple[str, Path | None]:
     return key, path
 
 
-def _follow_log(server: TritonServer) -> None:
-    """Echo the server log while it runs, so the foreground shows what it says."""
+def _follow_log(server: TritonServer, stop: threading.Event) -> None:
+    """Echo the server log while it runs, so the foreground shows what it
+    says; returns when the server exits or `stop` is set."""
     with open(server.log_path, errors="replace") as log:
         log.seek(0, os.SEEK_END)
-        while server.process.poll() is None:
+        while server.process.poll() is None and not stop.is_set():
             line = log.readline()
             if line:
                 sys.stdout.write(line)
                 sys.stdout.flush()
             else:
-                time.sleep(0.2)
+                stop.wait(0.2)
 
 
 def _port_arg(value: str | None, env_name: str, default: int) -> int:
@@ -349,38 +355,48 @@ def main(argv: list[str] | None = None) -> int:
         # a model that fails to load is reported below and the rest serves
         exit_on_error=False,
     )
-    # SIGTERM (docker stop, kill) is handled like Ctrl-C: stop the server cleanly.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    # SIGTERM (docker stop, kill) is handled like Ctrl-C: stop the server cleanly. The
+    # handlers only set a flag: an exception raised from a handler inside
+    # Popen.poll() would leave its lock held and hang the final wait.
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     print(f"starting tritonserver (log: {server.log_path})", flush=True)
-    watchdog = None
     try:
-        server.start(timeout=args.timeout)
-        print(f"HTTP    http://localhost:{server.http_port}", flush=True)
-        print(f"gRPC    localhost:{server.grpc_port}" + (" (TLS)" if any("ssl" in flag for flag in extra) else ""), flush=True)
-        print(f"metrics http://localhost:{server.metrics_port}/metrics", flush=True)
-        where = f"in {key_file} (mode 0600)" if key_file else "from $ADMIN_KEY"
-        print(f"admin APIs ({', '.join(RESTRICTED_APIS)}) need the header '{ADMIN_HEADER}' (gRPC: '{GRPC_ADMIN_HEADER}'): key {where}", flush=True)
-        for model in sorted(server.model_states(), key=lambda m: m.get("name", "")):
-            print(f"  {model.get('name'):32s} v{model.get('version', '-'):3s} {model.get('state', '?')}", flush=True)
-        failed = server.failed_models()
-        for name, reason in sorted(failed.items()):
-            print(f"FAILED to load '{name}': {reason}", file=sys.stderr, flush=True)
-        if failed:
-            print(f"{len(failed)} model(s) failed to load (tracebacks in {server.log_path}); serving the others", file=sys.stderr, flush=True)
-        if not args.no_watchdog:
-            watchdog = StubWatchdog(server.process.pid, server.http_url, admin_key, log=lambda line: print(line, flush=True)).start()
-        print("ready; Ctrl-C stops the server", flush=True)
-        _follow_log(server)
+        server.start(timeout=args.timeout, abort=stop)
     except ServerStartError as error:
         print(error, file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not orphan the server
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if watchdog is not None:
-            watchdog.stop()  # stubs exiting on shutdown are not deaths to recover from
+    except KeyboardInterrupt:  # stop asked for during start-up
         print("stopping tritonserver ...", flush=True)
         server.stop()
+        return _finish(server, None)
+    print(f"HTTP    http://localhost:{server.http_port}", flush=True)
+    print(f"gRPC    localhost:{server.grpc_port}" + (" (TLS)" if any("ssl" in flag for flag in extra) else ""), flush=True)
+    print(f"metrics http://localhost:{server.metrics_port}/metrics", flush=True)
+    where = f"in {key_file} (mode 0600)" if key_file else "from $ADMIN_KEY"
+    print(f"admin APIs ({', '.join(RESTRICTED_APIS)}) need the header '{ADMIN_HEADER}' (gRPC: '{GRPC_ADMIN_HEADER}'): key {where}", flush=True)
+    for model in sorted(server.model_states(), key=lambda m: m.get("name", "")):
+        print(f"  {model.get('name'):32s} v{model.get('version', '-'):3s} {model.get('state', '?')}", flush=True)
+    failed = server.failed_models()
+    for name, reason in sorted(failed.items()):
+        print(f"FAILED to load '{name}': {reason}", file=sys.stderr, flush=True)
+    if failed:
+        print(f"{len(failed)} model(s) failed to load (tracebacks in {server.log_path}); serving the others", file=sys.stderr, flush=True)
+    watchdog = None
+    if not args.no_watchdog:
+        watchdog = StubWatchdog(server.process.pid, server.http_url, admin_key, log=lambda line: print(line, flush=True)).start()
+    print("ready; Ctrl-C stops the server", flush=True)
+    _follow_log(server, stop)
+    if watchdog is not None:
+        watchdog.stop()  # stubs exiting on shutdown are not deaths to recover from
+    if stop.is_set():
+        print("stopping tritonserver ...", flush=True)
+    server.stop()  # also when it ended by itself: removes what it left in /dev/shm
+    return _finish(server, watchdog)
+
+
+def _finish(server: TritonServer, watchdog: StubWatchdog | None) -> int:
     code = server.process.returncode
     print(f"tritonserver stopped (exit code {code})", flush=True)
     if server.removed_shm:
@@ -388,8 +404,11 @@ def main(argv: list[str] | None = None) -> int:
     if code == 1 and watchdog is not None and watchdog.recoveries and "Exit timeout expired" in _log_tail(server):
         # Known Triton 24.10 limit, not a failed shutdown: the in-flight requests were
         # answered, but a version whose stub died under traffic never finishes unloading.
-        print("the exit timeout expired on model versions whose stub had died (Triton 24.10 never finishes unloading them); "
-              "every other model stopped cleanly", flush=True)
+        print(
+            "the exit timeout expired on model versions whose stub had died (Triton 24.10 never finishes unloading them); "
+            "every other model stopped cleanly",
+            flush=True,
+        )
         return 0
     return 0 if code in (0, -signal.SIGINT) else code
 
