@@ -37,7 +37,8 @@ def _write_key(key, path) -> None:
 
 
 def make_ca_and_server_cert(folder) -> dict[str, str]:
-    """A self-signed CA and a localhost certificate it signed (PEM files)."""
+    """A self-signed CA, a localhost server certificate and a client
+    certificate it signed (PEM files: ca, cert, key, client_cert, client_key)."""
     now = datetime.datetime.now(datetime.timezone.utc)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = (
@@ -65,10 +66,30 @@ def make_ca_and_server_cert(folder) -> dict[str, str]:
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .sign(ca_key, hashes.SHA256())
     )
-    files = {"ca": folder / "ca.pem", "cert": folder / "server.pem", "key": folder / "server-key.pem"}
+    client_key = ec.generate_private_key(ec.SECP256R1())
+    client = (
+        x509.CertificateBuilder()
+        .subject_name(_name("a client"))
+        .issuer_name(ca.subject)
+        .public_key(client_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    files = {
+        "ca": folder / "ca.pem",
+        "cert": folder / "server.pem",
+        "key": folder / "server-key.pem",
+        "client_cert": folder / "client.pem",
+        "client_key": folder / "client-key.pem",
+    }
     files["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     files["cert"].write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    files["client_cert"].write_bytes(client.public_bytes(serialization.Encoding.PEM))
     _write_key(server_key, files["key"])
+    _write_key(client_key, files["client_key"])
     return {name: str(path) for name, path in files.items()}
 
 
@@ -116,6 +137,25 @@ def test_plaintext_and_unknown_ca_clients_are_refused(tls_server, tmp_path):
     with pytest.raises(Exception):
         stranger.infer("identity", make_inputs(module, {"x": x}), client_timeout=10)
     stranger.close()
+
+
+def test_mutual_tls_needs_a_client_certificate_the_ca_signed(tmp_path):
+    pem = make_ca_and_server_cert(tmp_path)
+    repo = small_repository(tmp_path / "repo")
+    env = {"GRPC_TLS_CERT": pem["cert"], "GRPC_TLS_KEY": pem["key"], "GRPC_TLS_CLIENT_CA": pem["ca"], "ADMIN_KEY": "k"}
+    launcher = Launcher(repo, env=env, args=["--no-watchdog"])
+    try:
+        launcher.wait_for("Ctrl-C stops the server")
+        x = np.arange(3, dtype=np.float32)[None]
+        module, client = connect(launcher.grpc_url, "grpc", tls=Tls(pem["ca"], private_key=pem["client_key"], certificate_chain=pem["client_cert"]))
+        np.testing.assert_array_equal(client.infer("identity", make_inputs(module, {"x": x})).as_numpy("y"), x)
+        client.close()
+        module, anonymous = connect(launcher.grpc_url, "grpc", tls=Tls(pem["ca"]))  # no client certificate
+        with pytest.raises(Exception):
+            anonymous.infer("identity", make_inputs(module, {"x": x}), client_timeout=10)
+        anonymous.close()
+    finally:
+        assert launcher.stop() == 0
 
 
 def test_half_a_tls_configuration_is_refused_before_start(tmp_path):
