@@ -19,6 +19,9 @@ MODEL_CONFIG_NAME ?=
 MODEL_REPOSITORY ?=
 REPOSITORY_POLL_SECS ?=
 REPOSITORY_URL ?=
+# make serve also reads ADMIN_KEY (else a random key goes to build/admin-key, mode 0600),
+# GRPC_TLS_CERT, GRPC_TLS_KEY, GRPC_TLS_CLIENT_CA (gRPC over TLS; with a client CA, mutual TLS)
+export ADMIN_KEY GRPC_TLS_CERT GRPC_TLS_KEY GRPC_TLS_CLIENT_CA
 
 REQUIREMENTS := requirements/serve.txt requirements/runtime-cpu.txt requirements/dev.txt requirements/export.txt
 NODEPS_REQUIREMENTS := requirements/nodeps.txt
@@ -89,8 +92,8 @@ nginx:
 		export DEBIAN_FRONTEND=noninteractive; \
 		apt-get install -y -q --no-install-recommends nginx >/dev/null 2>&1 \
 		|| { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends nginx >/dev/null; } \
-		|| echo "warning: could not install nginx: the balancer tests will skip"; \
-	else echo "warning: nginx missing and not root (apt-get needs root): the balancer tests will skip"; fi
+		|| echo "warning: could not install nginx: the balancer and HTTPS proxy tests will skip"; \
+	else echo "warning: nginx missing and not root (apt-get needs root): the balancer and HTTPS proxy tests will skip"; fi
 
 lint: export
 	$(PY) -m ruff check --quiet .

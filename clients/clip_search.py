@@ -29,6 +29,7 @@ import numpy as np
 from clients.common import (
     PICTURE_SUFFIXES,
     add_connection_arguments,
+    tls_from_args,
     connect,
     infer_each,
     make_inputs,
@@ -144,7 +145,7 @@ def build_index(args) -> int:
     if not files:
         print(f"no picture files ({' '.join(PICTURE_SUFFIXES)}) in {' '.join(map(str, args.folders))}", file=sys.stderr)
         return 1
-    module, client = connect(args.url, args.protocol, concurrency=args.concurrency)
+    module, client = connect(args.url, args.protocol, concurrency=args.concurrency, tls=tls_from_args(args))
     bar = ProgressBar(len(files), label="index ")
     try:
         embedded = embed_images(client, module, files, args.concurrency, progress=bar)
@@ -161,7 +162,7 @@ def build_index(args) -> int:
 
 def search_index(args) -> int:
     vectors, paths = load_index(args.index)
-    module, client = connect(args.url, args.protocol)
+    module, client = connect(args.url, args.protocol, tls=tls_from_args(args))
     try:
         if args.command == "search":
             query = embed_texts(client, module, [args.query])[0]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 from collections import deque
 from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -38,23 +39,69 @@ def protocol_module(protocol: str):
     return module
 
 
-def connect(url: str | None = None, protocol: str = "http", concurrency: int = 1):
+@dataclass(frozen=True)
+class Tls:
+    """TLS for the connection: the CA file that signed the server's
+    certificate (None: the system's CAs), and a client certificate chain and
+    key for mutual TLS. Over HTTP it is for a TLS-terminating proxy in front
+    of Triton (Triton's HTTP endpoint has no TLS)."""
+
+    root_certificates: str | None = None
+    private_key: str | None = None
+    certificate_chain: str | None = None
+
+    def http_context_factory(self):
+        import gevent.ssl
+
+        def factory():
+            context = gevent.ssl.create_default_context(cafile=self.root_certificates)
+            if self.certificate_chain:
+                context.load_cert_chain(self.certificate_chain, self.private_key)
+            return context
+
+        return factory
+
+
+def connect(url: str | None = None, protocol: str = "http", concurrency: int = 1, tls: Tls | None = None):
     """(tritonclient module, client) for the protocol; url defaults to localhost."""
     module = protocol_module(protocol)
     url = url or DEFAULT_URLS[protocol]
     if protocol == "http":
-        return module, module.InferenceServerClient(url, concurrency=concurrency, network_timeout=600)
+        options = {"ssl": True, "ssl_context_factory": tls.http_context_factory()} if tls else {}
+        return module, module.InferenceServerClient(url, concurrency=concurrency, network_timeout=600, **options)
+    if tls:
+        return module, module.InferenceServerClient(
+            url, ssl=True, root_certificates=tls.root_certificates, private_key=tls.private_key, certificate_chain=tls.certificate_chain
+        )
     return module, module.InferenceServerClient(url)
 
 
+def tls_from_args(args) -> Tls | None:
+    """The Tls the --ssl options ask for, or None."""
+    if not getattr(args, "ssl", False):
+        return None
+    return Tls(args.root_certificates, args.private_key, args.certificate_chain)
+
+
 def add_connection_arguments(parser, subcommands=()) -> None:
-    """The --url and --protocol options every client takes; with
+    """The connection options every client takes (--url, --protocol, and TLS:
+    --ssl, --root-certificates, --private-key, --certificate-chain); with
     subcommands, accepted before the subcommand and after it alike."""
-    parser.add_argument("--url", help="default localhost:8000 (http) / localhost:8001 (grpc)")
-    parser.add_argument("--protocol", choices=["http", "grpc"], default="http")
+    _connection_options(parser, None)
     for sub in subcommands:  # SUPPRESS: a value given before the subcommand is kept
-        sub.add_argument("--url", default=argparse.SUPPRESS, help="as above, after the subcommand")
-        sub.add_argument("--protocol", choices=["http", "grpc"], default=argparse.SUPPRESS)
+        _connection_options(sub, argparse.SUPPRESS)
+
+
+def _connection_options(parser, default) -> None:
+    def given(value):
+        return argparse.SUPPRESS if default is argparse.SUPPRESS else value
+
+    parser.add_argument("--url", default=given(None), help="default localhost:8000 (http) / localhost:8001 (grpc)")
+    parser.add_argument("--protocol", choices=["http", "grpc"], default=given("http"))
+    parser.add_argument("--ssl", action="store_true", default=given(False), help="TLS (gRPC: Triton's own; HTTP: a TLS-terminating proxy)")
+    parser.add_argument("--root-certificates", metavar="PEM", default=given(None), help="CA file that signed the server's certificate")
+    parser.add_argument("--private-key", metavar="PEM", default=given(None), help="client key, for mutual TLS")
+    parser.add_argument("--certificate-chain", metavar="PEM", default=given(None), help="client certificate, for mutual TLS")
 
 
 def make_inputs(module, tensors: dict[str, np.ndarray], binary: bool = True) -> list:

@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 
-from clients.common import add_connection_arguments, connect, make_inputs, make_outputs
+from clients.common import add_connection_arguments, connect, make_inputs, make_outputs, tls_from_args
 
 KINDS = ("string", "UINT8_array", "INT8_array", "FP32_image", "bool")
 
@@ -39,7 +39,7 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--json", action="store_true", help="HTTP JSON encoding instead of binary")
     args = parser.parse_args(argv)
-    module, client = connect(args.url, args.protocol)
+    module, client = connect(args.url, args.protocol, tls=tls_from_args(args))
     sent = example_tensors(args.batch)
     got = round_trip(client, module, sent, binary=not args.json)
     same = True

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clients.common import add_connection_arguments, connect, encoded_bytes_tensor, make_inputs, make_outputs, picture_files
+from clients.common import Tls, add_connection_arguments, connect, tls_from_args, encoded_bytes_tensor, make_inputs, make_outputs, picture_files
 
 OUTPUTS = ("boxes", "box_scores", "texts", "text_scores")
 
@@ -37,8 +37,8 @@ def lines_from_outputs(boxes: np.ndarray, box_scores: np.ndarray, texts: np.ndar
 
 
 class OcrClient:
-    def __init__(self, url: str | None = None, protocol: str = "http", model: str = "ocr", concurrency: int = 1):
-        self.module, self.client = connect(url, protocol, concurrency=concurrency)
+    def __init__(self, url: str | None = None, protocol: str = "http", model: str = "ocr", concurrency: int = 1, tls: Tls | None = None):
+        self.module, self.client = connect(url, protocol, concurrency=concurrency, tls=tls)
         self.model = model
 
     def recognize(self, image_bytes: bytes) -> list[dict]:
@@ -70,7 +70,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     files = picture_files(args.images)
-    client = OcrClient(args.url, args.protocol, args.model, concurrency=args.concurrency)
+    client = OcrClient(args.url, args.protocol, args.model, concurrency=args.concurrency, tls=tls_from_args(args))
 
     def one(path: Path) -> dict:
         data = path.read_bytes()

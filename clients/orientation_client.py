@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from clients.common import add_connection_arguments, connect, error_message, make_inputs, picture_files, picture_request
+from clients.common import Tls, add_connection_arguments, connect, tls_from_args, error_message, make_inputs, picture_files, picture_request
 
 MODEL = "orientation"
 OUTPUT = "probabilities"
@@ -30,8 +30,8 @@ def parse_classification(entry) -> tuple[str, float]:
 
 
 class OrientationClient:
-    def __init__(self, url: str | None = None, protocol: str = "http"):
-        self.module, self.client = connect(url, protocol)
+    def __init__(self, url: str | None = None, protocol: str = "http", tls: Tls | None = None):
+        self.module, self.client = connect(url, protocol, tls=tls)
 
     def classify(self, data: bytes, top_k: int = 1) -> list[tuple[str, float]]:
         """Encoded picture bytes -> the top_k (label, score) pairs, best first
@@ -56,7 +56,7 @@ def main(argv=None) -> int:
 
     from tritonclient.utils import InferenceServerException
 
-    client = OrientationClient(args.url, args.protocol)
+    client = OrientationClient(args.url, args.protocol, tls=tls_from_args(args))
     failed = 0
     try:
         for path in picture_files(args.paths):

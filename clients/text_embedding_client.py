@@ -17,14 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from clients.common import add_connection_arguments, connect, make_inputs, make_outputs
+from clients.common import Tls, add_connection_arguments, connect, tls_from_args, make_inputs, make_outputs
 
 MAX_BATCH = 64  # text_embedding's max_batch_size
 
 
 class TextEmbeddingClient:
-    def __init__(self, url: str | None = None, protocol: str = "http"):
-        self.module, self.client = connect(url, protocol)
+    def __init__(self, url: str | None = None, protocol: str = "http", tls: Tls | None = None):
+        self.module, self.client = connect(url, protocol, tls=tls)
 
     def embed(self, texts: list[str], batch_size: int = MAX_BATCH) -> np.ndarray:
         parts = []
@@ -63,7 +63,7 @@ def main(argv=None) -> int:
     add_connection_arguments(parser, subcommands=(embed_cmd, search_cmd, ids_cmd))
     args = parser.parse_args(argv)
 
-    client = TextEmbeddingClient(args.url, args.protocol)
+    client = TextEmbeddingClient(args.url, args.protocol, tls=tls_from_args(args))
     if args.command == "embed":
         vectors = client.embed(args.texts)
         print(json.dumps([{"text": t, "embedding": [round(float(v), 6) for v in vec]} for t, vec in zip(args.texts, vectors)]))

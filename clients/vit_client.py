@@ -22,18 +22,18 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from clients.common import add_connection_arguments, connect, infer_each, make_inputs, make_outputs, picture_files, picture_request
+from clients.common import Tls, add_connection_arguments, connect, tls_from_args, infer_each, make_inputs, make_outputs, picture_files, picture_request
 
 MODELS = ("vit", "vit_python")
 OUTPUT = "last_hidden_state"
 
 
 class VitClient:
-    def __init__(self, url: str | None = None, protocol: str = "http", model: str = "vit", concurrency: int = 1):
+    def __init__(self, url: str | None = None, protocol: str = "http", model: str = "vit", concurrency: int = 1, tls: Tls | None = None):
         if model not in MODELS:
             raise ValueError(f"model must be one of {MODELS}, not {model!r}")
         self.model = model
-        self.module, self.client = connect(url, protocol, concurrency=concurrency)
+        self.module, self.client = connect(url, protocol, concurrency=concurrency, tls=tls)
 
     def features(self, data: bytes) -> np.ndarray:
         """Encoded picture bytes -> last_hidden_state float32 [tokens, hidden]."""
@@ -63,7 +63,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     files = picture_files(args.paths)
-    client = VitClient(args.url, args.protocol, args.model, concurrency=args.concurrency)
+    client = VitClient(args.url, args.protocol, args.model, concurrency=args.concurrency, tls=tls_from_args(args))
     saved: dict[int, np.ndarray] = {}
     failed = 0
     try:
