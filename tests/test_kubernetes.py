@@ -55,16 +55,20 @@ def make_default(name: str) -> str:
 
 
 def serve_flags(repository: str, poll_secs: int) -> list[str]:
-    """The flags `make serve` gives tritonserver (default ports), minus the
-    local-only ones (backend directory, log level)."""
+    """The flags `make serve` gives tritonserver (default ports; a broken model
+    reported while the rest serves), minus the local-only ones (backend
+    directory, log level, the per-process shared-memory prefix)."""
     server = TritonServer(
         repositories=[repository],
         http_port=int(make_default("HTTP_PORT")),
         grpc_port=int(make_default("GRPC_PORT")),
         metrics_port=int(make_default("METRICS_PORT")),
-        poll_secs=poll_secs,
+        poll_secs=poll_secs or None,
+        explicit_model_control=not poll_secs,
+        exit_on_error=False,
     )
-    return [a for a in server.command(Path("/backends"), Path("tritonserver"))[1:] if not a.startswith(("--backend-directory=", "--log-verbose="))]
+    local = ("--backend-directory=", "--log-verbose=", "--backend-config=")
+    return [a for a in server.command(Path("/backends"), Path("tritonserver"))[1:] if not a.startswith(local)]
 
 
 @pytest.mark.parametrize("folder", ["base", "kserve"])
