@@ -56,6 +56,8 @@ VARIANTS = [
     Variant("openvino", 2),
     Variant("openvino", 1),
 ]
+# pipelines with one network: fewer variants (OpenVINO at one thread is in the alone table)
+SHORT_VARIANTS = [Variant("onnxruntime", 2, True), Variant("onnxruntime", 1, True), Variant("onnxruntime", 2, False), Variant("openvino", 2)]
 
 
 def variant_config(config_text: str, variant: Variant) -> str:
@@ -91,15 +93,16 @@ class Pipeline:
     networks: tuple[str, ...]
     inputs: Callable[[], Path]
     unit: str
+    variants: tuple[Variant, ...] = tuple(VARIANTS)
 
 
 PIPELINES = [
     Pipeline("ocr", ("image_decode", "ocr_det_pre", "ocr_det", "ocr_recognize", "ocr_cls", "ocr_rec", "ocr"), ("ocr_det", "ocr_cls", "ocr_rec"), _document_inputs, "pages"),
     Pipeline("orientation", ("image_decode", "orientation_preprocess", "orientation_classifier", "orientation"), ("orientation_classifier",), _photo_inputs, "images"),
-    Pipeline("vit", ("image_decode", "vit_preprocess", "vit_model", "vit"), ("vit_model",), _photo_inputs, "images"),
-    Pipeline("clip_image_embedding", ("image_decode", "clip_image_preprocess", "clip_image_encoder", "clip_image_embedding"), ("clip_image_encoder",), _photo_inputs, "images"),
-    Pipeline("clip_text_embedding", ("clip_tokenizer", "clip_text_encoder", "clip_text_embedding"), ("clip_text_encoder",), _sentence_inputs, "texts"),
-    Pipeline("text_embedding", ("text_tokenizer", "text_encoder", "text_pooling", "text_embedding"), ("text_encoder",), _sentence_inputs, "texts"),
+    Pipeline("vit", ("image_decode", "vit_preprocess", "vit_model", "vit"), ("vit_model",), _photo_inputs, "images", tuple(SHORT_VARIANTS)),
+    Pipeline("clip_image_embedding", ("image_decode", "clip_image_preprocess", "clip_image_encoder", "clip_image_embedding"), ("clip_image_encoder",), _photo_inputs, "images", tuple(SHORT_VARIANTS)),
+    Pipeline("clip_text_embedding", ("clip_tokenizer", "clip_text_encoder", "clip_text_embedding"), ("clip_text_encoder",), _sentence_inputs, "texts", tuple(SHORT_VARIANTS)),
+    Pipeline("text_embedding", ("text_tokenizer", "text_encoder", "text_pooling", "text_embedding"), ("text_encoder",), _sentence_inputs, "texts", tuple(SHORT_VARIANTS)),
 ]
 
 
@@ -121,7 +124,7 @@ def in_pipeline(pipeline: Pipeline, seconds: float) -> tuple[Table, list[str]]:
     data = pipeline.inputs()
     scratch = Path(tempfile.mkdtemp(prefix="perf-engines-"))
     rows, notes = [], []
-    for variant in VARIANTS:
+    for variant in pipeline.variants:
         repository = serve_variant(pipeline, variant, scratch)
         with TritonServer(repositories=[repository]) as server:
             run_perf_analyzer(pipeline.entry, server.http_url, CONCURRENCY, data, measurement_ms=2000, label="warm-up")
@@ -139,7 +142,7 @@ def in_pipeline(pipeline: Pipeline, seconds: float) -> tuple[Table, list[str]]:
     best = max(rows, key=lambda r: r.throughput)
     notes.append(f"- **{pipeline.entry}: best {best.system}** ({best.throughput:.2f} {pipeline.unit}/s)")
     title = f"{pipeline.entry} at concurrency {CONCURRENCY}, networks {', '.join(pipeline.networks)} on each variant"
-    return Table(title, pipeline.unit, rows, reference=VARIANTS[0].label), notes
+    return Table(title, pipeline.unit, rows, reference=pipeline.variants[0].label), notes
 
 
 # --------------------------------------------------------------- alone
@@ -184,10 +187,12 @@ def alone(seconds: float) -> Table:
     return Table("Each network alone, one process, ms per call (p50 column: mean ms per call)", "calls", rows)
 
 
-def run(server, concurrencies, quick: bool = False) -> Report:
-    seconds = 6 if quick else 15
+def run(server, concurrencies, quick: bool = False, only: tuple[str, ...] = ()) -> Report:
+    seconds = 5 if quick else 10
     tables, notes = [alone(2 if quick else 4)], []
     for pipeline in PIPELINES:
+        if only and pipeline.entry not in only:
+            continue
         table, found = in_pipeline(pipeline, seconds)
         tables.append(table)
         notes += found
