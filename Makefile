@@ -14,6 +14,9 @@ METRICS_PORT ?= 8002
 PYTEST_ARGS ?=
 PERF_ARGS ?=
 MODEL_CONFIG_NAME ?=
+SOAK_MINUTES ?= 10
+SOAK_CONCURRENCY ?= 32
+FUZZ_EXAMPLES ?= 5000
 
 REQUIREMENTS := requirements/serve.txt requirements/runtime-cpu.txt requirements/dev.txt requirements/export.txt
 NODEPS_REQUIREMENTS := requirements/nodeps.txt
@@ -66,6 +69,16 @@ test: lint
 
 perf: export backends
 	$(PY) -m perf $(PERF_ARGS)
+
+# Reliability: mixed traffic against a server of its own (perf/results/soak.md
+# and .png), and hypothesis fuzzing with a new seed each run (both also run
+# briefly in make test).
+.PHONY: soak fuzz
+soak: export backends
+	$(PY) -m tools.soak --minutes $(SOAK_MINUTES) --concurrency $(SOAK_CONCURRENCY)
+
+fuzz: export backends
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_RANDOM=1 $(PY) -m pytest tests/test_fuzz.py -q -s $(PYTEST_ARGS)
 
 clean:
 	$(PYTHON) -m export --clean
