@@ -150,6 +150,7 @@ class Traffic:
         self.tally: dict[str, ModelTally] = defaultdict(ModelTally)
         self.examples: list[str] = []
         self.done = 0
+        self.issued = 0
         self.lock = threading.Lock()
         self.seed = seed
 
@@ -183,7 +184,9 @@ class Traffic:
     def one(self, rng: random.Random, protocol: str, module, client) -> None:
         from tritonclient.utils import InferenceServerException
 
-        name = rng.choices(self.names, self.weights)[0]
+        with self.lock:  # every model once first, then the weighted mix
+            issued, self.issued = self.issued, self.issued + 1
+        name = self.names[issued] if issued < len(self.names) else rng.choices(self.names, self.weights)[0]
         entry = self.models[name]
         bad = entry.bad[rng.randrange(len(entry.bad))] if rng.random() < self.bad_fraction else None
         index = rng.randrange(GOOD_POOL)
