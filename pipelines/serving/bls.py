@@ -8,7 +8,7 @@ Every call carries a timeout (microseconds): a called model whose queue
 policy allows the override rejects the call once it has waited that long
 in its queue, so a saturated downstream model fails the request instead of
 hanging it. A caller sets it with the config parameter
-`bls_timeout_microseconds` (default one minute)."""
+`bls_timeout_microseconds` (default two minutes)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Awaitable, Callable, Sequence
 import numpy as np
 
 
-DEFAULT_TIMEOUT_MICROSECONDS = 60_000_000
+DEFAULT_TIMEOUT_MICROSECONDS = 120_000_000
 
 
 class ModelCallError(RuntimeError):
