@@ -22,6 +22,10 @@ REPOSITORY_URL ?=
 # make serve also reads ADMIN_KEY (else a random key goes to build/admin-key, mode 0600),
 # GRPC_TLS_CERT, GRPC_TLS_KEY, GRPC_TLS_CLIENT_CA (gRPC over TLS; with a client CA, mutual TLS)
 export ADMIN_KEY GRPC_TLS_CERT GRPC_TLS_KEY GRPC_TLS_CLIENT_CA
+SOAK_MINUTES ?= 10
+SOAK_CONCURRENCY ?= 32
+SOAK_PRELOAD ?=
+FUZZ_EXAMPLES ?= 5000
 
 REQUIREMENTS := requirements/serve.txt requirements/runtime-cpu.txt requirements/dev.txt requirements/export.txt
 NODEPS_REQUIREMENTS := requirements/nodeps.txt
@@ -118,6 +122,21 @@ $(ANALYZER_STAMP): requirements/model-analyzer.txt
 # Triton Model Analyzer sweeps of single networks (perf/model_analyzer.py)
 model-analyzer: export backends $(ANALYZER_STAMP)
 	$(PY) -m perf.model_analyzer $(MA_ARGS)
+
+# Reliability: mixed traffic against a server of its own (perf/results/soak.md
+# and .png), and hypothesis fuzzing with a new seed each run (both also run
+# briefly in make test).
+.PHONY: soak fuzz jemalloc
+soak: export backends $(if $(filter jemalloc,$(SOAK_PRELOAD)),jemalloc)
+	$(PY) -m tools.soak --minutes $(SOAK_MINUTES) --concurrency $(SOAK_CONCURRENCY) $(if $(SOAK_PRELOAD),--preload $(SOAK_PRELOAD))
+
+# Debian's jemalloc, for `make soak SOAK_PRELOAD=jemalloc` (the allocator comparison)
+jemalloc:
+	@ldconfig -p | grep -q 'libjemalloc\.so\.2' || { $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq && \
+		$(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq --no-install-recommends libjemalloc2; }
+
+fuzz: export backends
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_RANDOM=1 $(PY) -m pytest tests/test_fuzz.py -q -s $(PYTEST_ARGS)
 
 clean:
 	$(PYTHON) -m export --clean

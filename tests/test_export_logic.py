@@ -230,7 +230,7 @@ def model_dir(tmp_path) -> Path:
         'name: "net"\nbackend: "onnxruntime"\nmax_batch_size: 8\n'
         'input [ { name: "x" data_type: TYPE_FP32 dims: [ 4 ] } ]\n'
         'output [ { name: "y" data_type: TYPE_FP32 dims: [ 4 ] } ]\n'
-        "dynamic_batching { default_queue_policy { max_queue_size: 16 } }\n"
+        "dynamic_batching { default_queue_policy { max_queue_size: 16 timeout_action: REJECT default_timeout_microseconds: 10000000 } }\n"
     )
     (folder / "1" / "model.plan").write_bytes(b"stale engine")
     (folder / "configs").mkdir()

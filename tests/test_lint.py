@@ -67,8 +67,29 @@ def test_missing_version_folder(repo):
 
 
 def test_unbounded_queue(repo):
-    edit(repo, "datatypes_model1", "default_queue_policy { max_queue_size: 64 }", "")
+    edit(repo, "datatypes_model1", "max_queue_size: 64", "")
     assert_found(repo, "datatypes_model1", "dynamic_batching.default_queue_policy.max_queue_size", "bounded")
+
+
+def test_entry_point_needs_a_queue_timeout(repo):
+    # datatypes_model1 reads the ensemble's inputs; datatypes_onnx is called directly
+    edit(repo, "datatypes_model1", "default_timeout_microseconds: 10000000", "")
+    edit(repo, "datatypes_onnx", "default_timeout_microseconds: 10000000", "")
+    for model in ("datatypes_model1", "datatypes_onnx"):
+        assert_found(repo, model, "dynamic_batching.default_queue_policy.default_timeout_microseconds", "entry point needs a queue timeout")
+    assert [m for m, _, _ in findings(repo)] == ["datatypes_model1", "datatypes_onnx"]  # not datatypes_model2, a later step
+
+
+def test_timed_out_requests_are_rejected_not_delayed(repo):
+    edit(repo, "datatypes_model1", "timeout_action: REJECT", "timeout_action: DELAY")
+    assert_found(repo, "datatypes_model1", "dynamic_batching.default_queue_policy.timeout_action", "REJECT")
+
+
+def test_non_batching_entry_point_needs_a_queue_policy(repo):
+    path = repo / "datatypes_onnx" / "config.pbtxt"
+    text = path.read_text().replace("max_batch_size: 16", "max_batch_size: 0")
+    path.write_text(text[: text.index("dynamic_batching")])
+    assert_found(repo, "datatypes_onnx", "dynamic_batching", "entry point without a queue policy")
 
 
 def test_batching_model_without_dynamic_batching(repo):
@@ -227,7 +248,7 @@ def test_custom_config_without_backend_or_platform(trt_repo):
 
 
 def test_custom_config_unbounded_queue(trt_repo):
-    edit_custom(trt_repo, TRT, "default_queue_policy { max_queue_size: 64 }", "")
+    edit_custom(trt_repo, TRT, "max_queue_size: 64", "")
     assert_found_at(trt_repo, TRT, "dynamic_batching.default_queue_policy.max_queue_size", "bounded")
 
 

@@ -2,7 +2,13 @@
 
 `pb_utils` is passed in because it only exists inside the stub (the tests
 pass an in-process stand-in). Every response is checked with `has_error()`:
-a failed call raises ModelCallError, which fails the request that made it."""
+a failed call raises ModelCallError, which fails the request that made it.
+
+Every call carries a timeout (microseconds): a called model whose queue
+policy allows the override rejects the call once it has waited that long
+in its queue, so a saturated downstream model fails the request instead of
+hanging it. A caller sets it with the config parameter
+`bls_timeout_microseconds` (default two minutes)."""
 
 from __future__ import annotations
 
@@ -11,19 +17,24 @@ from typing import Awaitable, Callable, Sequence
 import numpy as np
 
 
+DEFAULT_TIMEOUT_MICROSECONDS = 120_000_000
+
+
 class ModelCallError(RuntimeError):
     pass
 
 
 class Bls:
-    def __init__(self, pb_utils):
+    def __init__(self, pb_utils, timeout_microseconds: int = DEFAULT_TIMEOUT_MICROSECONDS):
         self.pb_utils = pb_utils
+        self.timeout_microseconds = int(timeout_microseconds)
 
     def _request(self, model: str, inputs: dict[str, np.ndarray], outputs: Sequence[str]):
         return self.pb_utils.InferenceRequest(
             model_name=model,
             inputs=[self.pb_utils.Tensor(name, np.ascontiguousarray(array)) for name, array in inputs.items()],
             requested_output_names=list(outputs),
+            timeout=self.timeout_microseconds,
         )
 
     def _unpack(self, model: str, response, outputs: Sequence[str]) -> dict[str, np.ndarray]:

@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from pipelines.serving.bls import Bls
+from pipelines.serving.bls import DEFAULT_TIMEOUT_MICROSECONDS, Bls
 from pipelines.serving.partition import Partition
 from pipelines.serving.tensors import TensorSpec, specs_from_config, validate_request
 
@@ -40,13 +40,15 @@ class ModelContext:
     @classmethod
     def from_args(cls, args: dict, pb_utils=None) -> "ModelContext":
         """From the `args` of TritonPythonModel.initialize."""
+        config = json.loads(args["model_config"])
+        timeout = (config.get("parameters", {}).get("bls_timeout_microseconds") or {}).get("string_value")
         return cls(
-            config=json.loads(args["model_config"]),
+            config=config,
             model_dir=Path(args["model_repository"]),
             version=str(args["model_version"]),
             instance_kind=args.get("model_instance_kind", "CPU"),
             device_id=int(args.get("model_instance_device_id", 0) or 0),
-            bls=Bls(pb_utils) if pb_utils is not None else None,
+            bls=Bls(pb_utils, int(timeout or DEFAULT_TIMEOUT_MICROSECONDS)) if pb_utils is not None else None,
         )
 
     @property

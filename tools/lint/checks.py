@@ -203,6 +203,47 @@ def check_batching_convention(entry: ModelEntry) -> list[Finding]:
     return []
 
 
+def entry_points(models: dict[str, ModelEntry]) -> set[str]:
+    """The models a request from outside reaches first: every non-ensemble
+    model that is no ensemble's step (called by clients or by BLS, which a
+    config cannot show), and the steps that read an outside ensemble's
+    inputs (the first stage of a pipeline)."""
+    steps = {
+        step.model_name: entry for entry in models.values() if entry.is_ensemble for step in entry.config.ensemble_scheduling.step
+    }
+    found = {name for name, entry in models.items() if not entry.is_ensemble and name not in steps}
+    for name, entry in models.items():
+        if not entry.is_ensemble or name in steps:
+            continue
+        inputs = set(entry.inputs())
+        for step in entry.config.ensemble_scheduling.step:
+            if step.model_name in models and not models[step.model_name].is_ensemble and inputs & set(step.input_map.values()):
+                found.add(step.model_name)
+    return found
+
+
+def check_timeouts(entry: ModelEntry, entries: set[str]) -> list[Finding]:
+    """A queue timeout fails the request (REJECT: DELAY would keep it
+    waiting), and every entry point has one, so no request waits without
+    limit for a saturated model: a queue policy with max_queue_size and
+    default_timeout_microseconds (max_batch_size 0 models too)."""
+    cfg, path = entry.config, entry.config_path
+    policy = cfg.dynamic_batching.default_queue_policy
+    field_name = "dynamic_batching.default_queue_policy"
+    if policy.default_timeout_microseconds > 0 and policy.timeout_action != mc.ModelQueuePolicy.REJECT:
+        return [Finding(path, f"{field_name}.timeout_action", "a timed-out request must be refused: use REJECT")]
+    if entry.is_ensemble or entry.folder.name not in entries:
+        return []
+    if not cfg.HasField("dynamic_batching"):
+        return [Finding(path, "dynamic_batching", "entry point without a queue policy: add dynamic_batching with default_queue_policy")]
+    found = []
+    if policy.max_queue_size <= 0 and cfg.max_batch_size <= 0:  # batching models get this finding from the convention check
+        found.append(Finding(path, f"{field_name}.max_queue_size", "queue must be bounded (> 0)"))
+    if policy.default_timeout_microseconds <= 0:
+        found.append(Finding(path, f"{field_name}.default_timeout_microseconds", "entry point needs a queue timeout (> 0, with REJECT)"))
+    return found
+
+
 def _tensor_type(models: dict[str, ModelEntry], model: str, name: str, section: str):
     tensors = models[model].inputs() if section == "input" else models[model].outputs()
     return tensors[name].data_type if name in tensors else None
@@ -390,17 +431,19 @@ def check_engine_config(entry: ModelEntry, base: ModelEntry) -> list[Finding]:
     return []
 
 
-def check_config(entry: ModelEntry, models: dict[str, ModelEntry]) -> list[Finding]:
+def check_config(entry: ModelEntry, models: dict[str, ModelEntry], entries: set[str] = frozenset()) -> list[Finding]:
     """The checks every config file gets, config.pbtxt or custom."""
-    return check_basics(entry) + check_batching_convention(entry) + check_ensemble(entry, models) + check_onnx(entry) + check_openvino(entry)
+    found = check_basics(entry) + check_batching_convention(entry) + check_timeouts(entry, entries)
+    return found + check_ensemble(entry, models) + check_onnx(entry) + check_openvino(entry)
 
 
 def lint_repository(root: Path) -> list[Finding]:
     models, findings = load_repository(Path(root))
+    entries = entry_points(models)
     for entry in models.values():
-        findings += check_config(entry, models)
+        findings += check_config(entry, models, entries)
         for custom in entry.custom.values():
-            findings += check_config(custom, models)
+            findings += check_config(custom, models, entries)
             findings += check_custom_interface(custom, entry)
             findings += check_engine_config(custom, entry)
     return sorted(findings)
