@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from tools.paths import MODEL_REPOSITORY
-from tools.runtime.server import TritonServer
+from tools.runtime.server import resolve_preload, TritonServer
 from tools.testsets.entries import Entry, Tensors, entries
 
 # Relative share of requests per model: an OCR request costs a thousand times
@@ -305,20 +305,6 @@ class SoakResult:
 
     def passed(self, rss_limit: float = RSS_GROWTH_LIMIT) -> bool:
         return all(ok for ok, _ in self.targets(rss_limit).values())
-
-
-def resolve_preload(preload: str | None) -> str | None:
-    """`jemalloc` -> its library (Debian's libjemalloc2, `make jemalloc`); a path stays."""
-    if preload in (None, "", "glibc"):
-        return None
-    if "/" in preload or preload.endswith(".so") or ".so." in preload:
-        return preload
-    import ctypes.util
-
-    found = ctypes.util.find_library(preload)
-    if not found:
-        raise SystemExit(f"--preload {preload}: lib{preload} not found (make jemalloc installs Debian's libjemalloc2)")
-    return found
 
 
 def _start_server(preload: str | None) -> TritonServer:

@@ -353,6 +353,20 @@ def _port_arg(value: str | None, env_name: str, default: int) -> int:
     return int(os.environ.get(env_name) or default)
 
 
+def resolve_preload(preload: str | None) -> str | None:
+    """`jemalloc` -> its library (Debian's libjemalloc2, `make jemalloc`); a path stays."""
+    if preload in (None, "", "glibc"):
+        return None
+    if "/" in preload or preload.endswith(".so") or ".so." in preload:
+        return preload
+    import ctypes.util
+
+    found = ctypes.util.find_library(preload)
+    if not found:
+        raise SystemExit(f"--preload {preload}: lib{preload} not found (make jemalloc installs Debian's libjemalloc2)")
+    return found
+
+
 def tls_arguments(cert: str | None, key: str | None, client_ca: str | None) -> list[str]:
     """tritonserver flags for gRPC over TLS (mutual TLS when a client CA is given)."""
     if not cert and not key:
@@ -392,6 +406,11 @@ def main(argv: list[str] | None = None) -> int:
         help="serve <model>/configs/NAME.pbtxt where a model has one (e.g. tensorrt); default $MODEL_CONFIG_NAME",
     )
     parser.add_argument("--no-watchdog", action="store_true", help="do not reload models whose stub died")
+    parser.add_argument(
+        "--allocator",
+        default=os.environ.get("ALLOCATOR") or "jemalloc",
+        help="malloc of the server and its stubs: jemalloc (default: steadier RSS in the soak, perf/results/soak*.md), glibc, or a library path; default $ALLOCATOR",
+    )
     args = parser.parse_args(argv)
     config_name = args.model_config_name or os.environ.get("MODEL_CONFIG_NAME")
     try:
@@ -402,6 +421,14 @@ def main(argv: list[str] | None = None) -> int:
     if config_name:
         extra.append(f"--model-config-name={config_name}")
     admin_key, key_file = admin_key_from_environment()
+    try:
+        preload = resolve_preload(args.allocator)
+    except SystemExit as missing:
+        print(f"{missing}; serving with glibc malloc", file=sys.stderr)
+        preload = None
+    if preload:
+        os.environ["LD_PRELOAD"] = preload  # the server's environment is this process's
+        print(f"allocator: {preload}", flush=True)
 
     repositories = args.model_repository or [r for r in os.environ.get("MODEL_REPOSITORY", "").split(",") if r] or None
     poll_secs = args.repository_poll_secs or int(os.environ.get("REPOSITORY_POLL_SECS") or 0) or None
