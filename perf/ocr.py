@@ -9,8 +9,8 @@ RapidOCR called directly, on two picture sets:
   a plain asyncio web server (the seed's Sanic-style approach).
 
 The served lines must equal RapidOCR's on every page (stated in the report).
-Where the served time goes comes from Triton's statistics, and the ceiling
-from the stages' compute time per page at concurrency 1."""
+Where the served time goes comes from Triton's statistics; the ceiling is
+the cores over the CPU time the server spends per page."""
 
 from __future__ import annotations
 
@@ -24,16 +24,18 @@ from pathlib import Path
 from perf.baseline_server import BaselineServer
 from perf.harness import closed_loop, picture_inputs, run_perf_analyzer, sequential
 from perf.report import Report, Row, Table
-from tools import pbtxt, triton_stats
-from tools.paths import MODEL_REPOSITORY, REPO_ROOT
+from tools import triton_stats
+from tools.paths import REPO_ROOT
 from tools.runtime.server import free_port
 from tools.testsets.ocr import samples
 
 DIRECT = "RapidOCR direct (sequential)"
 OPENVINO = "rapidocr-openvino (sequential)"
+OPENVINO_F32 = "rapidocr-openvino f32 (sequential)"
 ONNXRUNTIME = "rapidocr-onnxruntime (sequential)"
 STAGES = ("image_decode", "ocr_det_pre", "ocr_det", "ocr_recognize", "ocr_cls", "ocr_rec", "ocr_bls")
-BASELINE_PYTHON = {"openvino": REPO_ROOT / "build" / "venv-rapidocr-openvino" / "bin" / "python", "onnxruntime": Path(sys.executable)}
+OPENVINO_PYTHON = REPO_ROOT / "build" / "venv-rapidocr-openvino" / "bin" / "python"
+BASELINE_PYTHON = {"openvino": OPENVINO_PYTHON, "openvino-f32": OPENVINO_PYTHON, "onnxruntime": Path(sys.executable)}
 
 
 def pictures() -> list[bytes]:
@@ -54,8 +56,8 @@ def rapidocr(flavour: str, pages: list[bytes], seconds: float) -> tuple[Row, lis
     script = REPO_ROOT / "perf" / "rapidocr_baseline.py"
     subprocess.run([str(python), str(script), "--flavour", flavour, "--pictures", str(folder), "--seconds", str(seconds), "--out", str(out)], check=True, env=env)
     result = json.loads(out.read_text())
-    label = OPENVINO if flavour == "openvino" else ONNXRUNTIME
-    return Row(label, 1, result["throughput"], result["p50_ms"], result["p95_ms"]), result["lines"]
+    labels = {"openvino": OPENVINO, "openvino-f32": OPENVINO_F32, "onnxruntime": ONNXRUNTIME}
+    return Row(labels[flavour], 1, result["throughput"], result["p50_ms"], result["p95_ms"]), result["lines"]
 
 
 def served_lines(server, pages: list[bytes], model: str = "ocr") -> list[list[str]]:
@@ -71,26 +73,29 @@ def same_lines(name: str, mine: list[list[str]], theirs: list[list[str]]) -> str
     return f"{equal}/{len(theirs)} pages with lines identical to {name} ({lines} lines)"
 
 
-def threads_of(model: str) -> int:
-    """Cores a network's engine uses (1 for the Python stages)."""
-    parameters = pbtxt.parse((MODEL_REPOSITORY / model / "config.pbtxt").read_text()).parameters
-    for key in ("INFERENCE_NUM_THREADS", "intra_op_thread_count"):
-        if key in parameters:
-            return int(parameters[key].string_value)
-    return 1
+def cpu_seconds(server) -> float:
+    """CPU time (user + system) used so far by tritonserver and its stubs."""
+    from tools.soak import stubs_of
+
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in [server.process.pid, *stubs_of(server.process.pid)]:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
 
 
-def ceiling(stats: dict[str, triton_stats.ModelStats], pages: int, cores: int) -> tuple[float, str]:
-    """Pages/s if the cores did nothing but each stage's compute of one page
-    (measured at concurrency 1, times the cores each stage uses). The BLS
-    stage's compute includes its wait for ocr_cls/ocr_rec: those are counted
-    once, in the networks, by taking ocr_recognize's own part only."""
-    ms = {m: s.compute_ns / 1e6 / pages for m, s in stats.items()}
-    own = dict(ms)
-    own["ocr_recognize"] = max(ms["ocr_recognize"] - ms["ocr_cls"] - ms["ocr_rec"], 0.0)
-    core_ms = sum(own[m] * threads_of(m) for m in own)
-    parts = ", ".join(f"{m} {own[m]:.0f} ms x{threads_of(m)}" for m in own)
-    return cores * 1000 / core_ms, f"core time per page: {parts} = {core_ms:.0f} core-ms"
+def ceiling(server, pages: list[bytes], cores: int) -> tuple[float, str]:
+    """Pages/s if every core did nothing but this work: the CPU time the
+    server and its stubs spend per page (all stages: decoding, Python
+    pre/post-processing, the three networks), measured one page at a time."""
+    before = cpu_seconds(server)
+    served_lines(server, pages)
+    per_page = (cpu_seconds(server) - before) / len(pages)
+    return cores / per_page, f"{per_page * 1000:.0f} CPU-ms per page, measured at concurrency 1"
 
 
 def served_rows(server, inputs: Path, count: int, concurrencies, seconds: float) -> tuple[list[Row], list[str]]:
@@ -112,20 +117,20 @@ def documents_table(server, concurrencies, seconds: float) -> tuple[Table, list[
     pages = [page.data for page in document_pages()]
     inputs = picture_inputs(pages, "ocr-documents")
     served = served_lines(server, pages)
-    used = ("image_decode", "ocr_det_pre", "ocr_det", "ocr_recognize", "ocr_cls", "ocr_rec")
-    before = triton_stats.read_all(server.http_url, used)
-    served_lines(server, pages)  # one pass at concurrency 1: each stage's compute per page
-    after = triton_stats.read_all(server.http_url, used)
     cores = os.cpu_count() or 1
-    limit, how = ceiling({m: after[m] - before[m] for m in used}, len(pages), cores)
+    limit, how = ceiling(server, pages, cores)
     rows, notes = served_rows(server, inputs, len(pages), concurrencies, seconds)
     row, openvino_lines = rapidocr("openvino", pages, seconds)
     rows.append(row)
+    row, openvino_f32_lines = rapidocr("openvino-f32", pages, seconds)
+    rows.append(row)
     row, onnxruntime_lines = rapidocr("onnxruntime", pages, seconds)
     rows.append(row)
-    best = max(r.throughput for r in rows if r.system in ("ocr", "ocr_bls"))
+    best = max(r.throughput for r in rows if r.system in ("triton ocr", "triton ocr_bls"))
     summary = [
-        f"Served lines: {same_lines('rapidocr-openvino', served, openvino_lines)}; {same_lines('rapidocr-onnxruntime', served, onnxruntime_lines)}.",
+        f"Served lines: {same_lines('rapidocr-onnxruntime', served, onnxruntime_lines)}; "
+        f"{same_lines('rapidocr-openvino forced to f32', served, openvino_f32_lines)}; {same_lines('rapidocr-openvino', served, openvino_lines)} "
+        "(its default precision hint on a CPU with AMX-BF16 is bf16: other numerics, other lines).",
         f"Ceiling on {cores} cores: {limit:.2f} pages/s ({how}, measured at concurrency 1); "
         f"the best served throughput, {best:.2f} pages/s, is {best / limit:.0%} of it.",
     ]
