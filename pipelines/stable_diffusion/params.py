@@ -21,6 +21,9 @@ class PipelineParams:
     """The VAE's latent scaling (0.18215 for SD 1.x)."""
     vae_scale_factor: int
     """Pixels per latent cell: 2 ** (number of VAE blocks - 1)."""
+    size_multiple: int
+    """Heights and widths the exported networks take: the VAE scale factor
+    times the UNet's downsampling (the traced UNet has no odd-size path)."""
     default_height: int
     default_width: int
     scheduler_class: str
@@ -35,6 +38,7 @@ class PipelineParams:
             latent_channels=int(pipe.unet.config.in_channels),
             scaling_factor=float(pipe.vae.config.scaling_factor),
             vae_scale_factor=vae_scale_factor,
+            size_multiple=vae_scale_factor * 2 ** (len(pipe.unet.config.block_out_channels) - 1),
             default_height=int(height) * vae_scale_factor,
             default_width=int(width) * vae_scale_factor,
             scheduler_class=type(pipe.scheduler).__name__,
