@@ -138,7 +138,7 @@ def load_pipeline(checkpoint: Path):
     from diffusers import StableDiffusionPipeline
 
     return StableDiffusionPipeline.from_pretrained(
-        str(checkpoint), safety_checker=None, feature_extractor=None, requires_safety_checker=False, torch_dtype=torch.float32
+        str(checkpoint), safety_checker=None, feature_extractor=None, requires_safety_checker=False, dtype=torch.float32
     )
 
 

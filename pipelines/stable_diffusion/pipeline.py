@@ -88,7 +88,7 @@ def _texts(tensors: dict, name: str) -> list[str]:
         raise RequestError(f"input '{name}': {error}") from None
 
 
-def parse_job(tensors: dict, params: PipelineParams, settings: Settings) -> Job:
+def parse_job(tensors: dict, params: PipelineParams, settings: Settings, max_steps: int = MAX_STEPS) -> Job:
     """The request's settings, checked; RequestError names the tensor."""
     prompts = _texts(tensors, "prompt")
     if not 1 <= len(prompts) <= settings.max_prompts:
@@ -99,8 +99,8 @@ def parse_job(tensors: dict, params: PipelineParams, settings: Settings) -> Job:
         if len(negative) != len(prompts):
             raise RequestError(f"input 'negative_prompt': {len(negative)} negative prompts for {len(prompts)} prompts (give one per prompt)")
     steps = _scalar(tensors, "steps", settings.default_steps, int)
-    if not 1 <= steps <= MAX_STEPS:
-        raise RequestError(f"input 'steps': must be 1 to {MAX_STEPS}, got {steps}")
+    if not 1 <= steps <= max_steps:
+        raise RequestError(f"input 'steps': must be 1 to {max_steps}, got {steps}")
     guidance = _scalar(tensors, "guidance_scale", settings.default_guidance_scale, float)
     if not math.isfinite(guidance) or guidance < 0:
         raise RequestError(f"input 'guidance_scale': must be a finite number >= 0, got {guidance}")
@@ -180,9 +180,12 @@ class StableDiffusion:
         step_parameters = inspect.signature(scheduler_class.step).parameters
         self.step_takes_eta = "eta" in step_parameters
         self.step_takes_generator = "generator" in step_parameters
+        # the scheduler's own limit (PNDM with steps_offset 1 takes at most 999)
+        config = self.scheduler_config
+        self.max_steps = min(MAX_STEPS, int(config.get("num_train_timesteps", MAX_STEPS)) - int(config.get("steps_offset", 0) or 0))
 
     def parse(self, tensors: dict) -> Job:
-        return parse_job(tensors, self.params, self.settings)
+        return parse_job(tensors, self.params, self.settings, self.max_steps)
 
     def encode(self, job: Job) -> np.ndarray:
         """[uncond..., cond...] embeddings with guidance (diffusers' order), else cond."""

@@ -18,7 +18,7 @@ class DiffusersSD:
         if threads:
             torch.set_num_threads(threads)
         self.pipe = diffusers.StableDiffusionPipeline.from_pretrained(
-            str(checkpoint), safety_checker=None, feature_extractor=None, requires_safety_checker=False, torch_dtype=torch.float32
+            str(checkpoint), safety_checker=None, feature_extractor=None, requires_safety_checker=False, dtype=torch.float32
         )
         if scheduler:
             self.pipe.scheduler = getattr(diffusers, scheduler).from_config(self.pipe.scheduler.config)
