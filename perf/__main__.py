@@ -11,7 +11,7 @@ from pathlib import Path
 from perf.report import RESULTS_DIR, write
 from tools.runtime.server import TritonServer
 
-SUITES = ["datatypes", "text_embedding", "ocr", "orientation", "vit", "clip"]
+SUITES = ["datatypes", "text_embedding", "ocr", "orientation", "vit", "clip", "stable_diffusion"]
 
 
 def main(argv=None) -> None:

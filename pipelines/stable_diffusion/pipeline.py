@@ -32,7 +32,9 @@ class Settings:
     default_guidance_scale: float = 7.5
     default_seed: int = 0
     max_prompts: int = 8
-    max_side: int = 1024
+    max_side: int | None = None
+    """Largest height or width; None: twice the checkpoint's default (the
+    UNet's self-attention grows with the square of the latent area)."""
     preview_max_side: int = 64
     scheduler: str | None = None
     """Another diffusers scheduler class by name, configured from the checkpoint's scheduler_config.json."""
@@ -108,12 +110,13 @@ def parse_job(tensors: dict, params: PipelineParams, settings: Settings, max_ste
     if seed < 0:
         raise RequestError(f"input 'seed': must be >= 0, got {seed}")
     sizes = {}
+    max_side = settings.max_side or 2 * max(params.default_height, params.default_width)
     for name, default in (("height", params.default_height), ("width", params.default_width)):
         value = _scalar(tensors, name, default, int)
-        if value % params.size_multiple or not params.size_multiple <= value <= settings.max_side:
+        if value % params.size_multiple or not params.size_multiple <= value <= max_side:
             raise RequestError(
                 f"input '{name}': must be a multiple of {params.size_multiple} (the VAE scale factor {params.vae_scale_factor} "
-                f"times the UNet's downsampling) from {params.size_multiple} to {settings.max_side}, got {value}"
+                f"times the UNet's downsampling) from {params.size_multiple} to {max_side}, got {value}"
             )
         sizes[name] = value
     preview_every = _scalar(tensors, "preview_every", 0, int)

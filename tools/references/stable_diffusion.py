@@ -35,10 +35,16 @@ class DiffusersSD:
         width: int | None = None,
     ) -> np.ndarray:
         """uint8 [N, H, W, 3]: output_type="np", then (x * 255).round()."""
+        import copy
+
         import torch
 
+        # a scheduler of its own per call: its state changes every step, and
+        # a threaded server calls this from several threads at once
+        pipe = copy.copy(self.pipe)
+        pipe.scheduler = type(self.pipe.scheduler).from_config(self.pipe.scheduler.config)
         with torch.inference_mode():
-            images = self.pipe(
+            images = pipe(
                 list(prompts),
                 negative_prompt=list(negative_prompts) if negative_prompts is not None else None,
                 num_inference_steps=steps,
