@@ -61,20 +61,16 @@ StepCallback = Callable[[int, "np.ndarray | None"], None]
 
 
 def sse_picture(values: list, count: int, height: np.ndarray | None, width: np.ndarray | None) -> np.ndarray:
-    """The generate endpoint sends a tensor's values flat: [N, H, W, 3]
-    back from the sizes asked for, else square (the checkpoints' default)."""
+    """The generate endpoint sends a tensor's values flat: [N, h, w, 3] back
+    from the count and the aspect ratio asked for (square when no size was
+    given: the checkpoints' default), which also fits a scaled-down preview."""
     pixels = np.asarray(values, dtype=np.uint8).reshape(-1)
     area = pixels.size // (count * 3)
-    if height is not None and width is not None:
-        h, w = int(height[0]), int(width[0])
-    elif height is not None or width is not None:
-        h = int((height if height is not None else width)[0])
-        h, w = (h, area // h) if height is not None else (area // h, h)
-    else:
-        h = w = int(round(area**0.5))
-    if count * h * w * 3 != pixels.size:
-        raise ValueError(f"{pixels.size} pixel values are not {count} pictures of {h}x{w}x3 (give --height and --width)")
-    return pixels.reshape(count, h, w, 3)
+    aspect = int(width[0]) / int(height[0]) if height is not None and width is not None else 1.0
+    for h in (int(round((area / aspect) ** 0.5)) + d for d in (0, -1, 1)):
+        if h > 0 and area % h == 0 and count * h * (area // h) * 3 == pixels.size:
+            return pixels.reshape(count, h, area // h, 3)
+    raise ValueError(f"{pixels.size} pixel values are not {count} pictures of aspect {aspect:g} (give --height and --width)")
 
 
 class StableDiffusionClient:
@@ -135,6 +131,7 @@ class StableDiffusionClient:
 
         body = {name: [v.decode("utf-8") if isinstance(v, bytes) else v.item() for v in array.reshape(-1)] for name, array in tensors.items()}
         url = f"http://{self.url}/v2/models/{STREAM}/generate_stream"
+        count, height, width = len(tensors["prompt"]), tensors.get("height"), tensors.get("width")
         with requests.post(url, json=body, stream=True, timeout=3600) as response:
             if response.status_code != 200:
                 raise RuntimeError(f"{url}: HTTP {response.status_code}: {response.text}")
@@ -146,9 +143,10 @@ class StableDiffusionClient:
                     raise RuntimeError(event["error"])
                 if "step" in event and on_step is not None:
                     step = event["step"][0] if isinstance(event["step"], list) else event["step"]
-                    on_step(int(step), np.asarray(event["preview"], dtype=np.uint8) if "preview" in event else None)
+                    preview = sse_picture(event["preview"], count, height, width) if "preview" in event else None
+                    on_step(int(step), preview)
                 if OUTPUT in event:
-                    return sse_picture(event[OUTPUT], len(tensors["prompt"]), tensors.get("height"), tensors.get("width"))
+                    return sse_picture(event[OUTPUT], count, height, width)
         return None
 
     def close(self) -> None:

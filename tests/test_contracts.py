@@ -131,7 +131,23 @@ def entries() -> dict[str, Entry]:
         "datatypes_onnx",
         onnx_request(4, seed=7),
     )
+    found["stable_diffusion"] = stable_diffusion_entry()
     return found
+
+
+def stable_diffusion_entry() -> Entry:
+    def good(i: int, prompts=None) -> Tensors:
+        # guidance 1.0: one UNet item per step, so batched items come from different requests
+        return {
+            "prompt": np.array(prompts or [f"request {i} of many".encode()], dtype=np.object_),
+            "steps": np.array([2], np.int32),
+            "guidance_scale": np.array([1.0], np.float32),
+            "seed": np.array([i], np.int64),
+        }
+
+    bad = (("invalid UTF-8", {**good(0), "prompt": np.array([b"\xff\xfe broken"], dtype=np.object_)}, "not valid UTF-8"),)
+    wrong = {**good(0), "prompt": np.zeros((1,), np.int32)}
+    return Entry("stable_diffusion", good, bad, wrong, "prompt", "sd_unet", good(0, [b"a first prompt", b"a second one"]))
 
 
 ENTRIES = entries()

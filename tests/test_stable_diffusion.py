@@ -56,7 +56,7 @@ def assert_close(ours: np.ndarray, theirs: np.ndarray, where: str) -> None:
 
 
 CASES = [
-    ("one prompt, guided", dict(prompts=["a photo of an astronaut riding a horse"], steps=6, guidance=7.5, seed=0)),
+    ("one prompt, guided", dict(prompts=["a photo of an astronaut riding a horse"], steps=4, guidance=7.5, seed=0)),
     ("no guidance", dict(prompts=["a red bicycle"], steps=3, guidance=1.0, seed=42)),
     ("three prompts, empty one", dict(prompts=["a cat", "", "一只猫"], steps=2, guidance=3.0, seed=7)),
     ("negative prompts", dict(prompts=["a lighthouse", "a forest"], steps=3, guidance=5.0, seed=123, negative=["blurry", "dark, grainy"])),
