@@ -189,6 +189,40 @@ def test_bad_requests_fail_alone(grpc_client, model):
         assert "generated_image" in stream_responses(grpc_client, GOOD)[-1]
 
 
+class LocalNetworks:
+    """The exported networks in this process (onnxruntime), for the served
+    pipeline code without a server."""
+
+    def __init__(self, repo):
+        import onnxruntime as ort
+
+        names = ("sd_text_encoder", "sd_unet", "sd_vae_decoder")
+        self.sessions = {m: ort.InferenceSession(str(repo / m / "1" / "model.onnx"), providers=["CPUExecutionProvider"]) for m in names}
+
+    def text_encoder(self, input_ids):
+        return self.sessions["sd_text_encoder"].run(None, {"input_ids": input_ids})[0]
+
+    def unet(self, sample, timestep, encoder_hidden_states):
+        feeds = {"sample": sample, "timestep": timestep, "encoder_hidden_states": encoder_hidden_states}
+        return self.sessions["sd_unet"].run(None, feeds)[0]
+
+    def vae_decoder(self, latent_sample):
+        return self.sessions["sd_vae_decoder"].run(None, {"latent_sample": latent_sample})[0]
+
+
+def test_scheduler_by_name_matches_diffusers():
+    """The `scheduler` parameter: another diffusers class (Euler ancestral
+    draws noise in every step from the request's generator, as diffusers
+    passes it) configured from the checkpoint's scheduler_config.json."""
+    from pipelines.stable_diffusion.pipeline import Settings, StableDiffusion
+
+    name = "EulerAncestralDiscreteScheduler"
+    served = StableDiffusion(MODEL_REPOSITORY / PLAIN / "1", LocalNetworks(MODEL_REPOSITORY), Settings(scheduler=name))
+    ours = served.generate(served.parse(request(["a tree"], steps=3, guidance=5.0, seed=21)))
+    theirs = DiffusersSD(checkpoint_dir("stable_diffusion"), scheduler=name)(["a tree"], 3, 5.0, 21)
+    assert_close(ours, theirs, name)
+
+
 OTHER_SIZE = dict(
     text_encoder=dict(
         vocab_size=49408, hidden_size=48, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=77,
@@ -210,8 +244,6 @@ def test_another_checkpoint_size_exported_with_source(tmp_path):
     """export/stable_diffusion.py --source on a checkpoint folder of other
     sizes (D 48, VAE scale factor 4, 3 UNet levels): configs follow it, and
     the served pipeline code on the exported networks matches diffusers."""
-    import onnxruntime as ort
-
     from export.stable_diffusion import main as export_main
     from export.stable_diffusion import seeded_checkpoint
     from pipelines.stable_diffusion.pipeline import Settings, StableDiffusion
@@ -228,20 +260,7 @@ def test_another_checkpoint_size_exported_with_source(tmp_path):
     unet_config = as_json(parse((repo / "sd_unet" / "config.pbtxt").read_text()))
     assert [int(d) for d in unet_config["input"][2]["dims"]] == [-1, 48]
 
-    class Local:
-        def __init__(self):
-            self.sessions = {m: ort.InferenceSession(str(repo / m / "1" / "model.onnx"), providers=["CPUExecutionProvider"]) for m in ("sd_text_encoder", "sd_unet", "sd_vae_decoder")}
-
-        def text_encoder(self, input_ids):
-            return self.sessions["sd_text_encoder"].run(None, {"input_ids": input_ids})[0]
-
-        def unet(self, sample, timestep, encoder_hidden_states):
-            return self.sessions["sd_unet"].run(None, {"sample": sample, "timestep": timestep, "encoder_hidden_states": encoder_hidden_states})[0]
-
-        def vae_decoder(self, latent_sample):
-            return self.sessions["sd_vae_decoder"].run(None, {"latent_sample": latent_sample})[0]
-
-    served = StableDiffusion(repo / PLAIN / "1", Local(), Settings())
+    served = StableDiffusion(repo / PLAIN / "1", LocalNetworks(repo), Settings())
     assert served.params.vae_scale_factor == 4 and served.params.size_multiple == 16 and served.params.default_height == 32
     ours = served.generate(served.parse(request(["a tiny picture", "another"], steps=3, guidance=4.0, seed=9)))
     theirs = DiffusersSD(tmp_path / "kept")(["a tiny picture", "another"], 3, 4.0, 9)

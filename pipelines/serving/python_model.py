@@ -92,6 +92,11 @@ class RequestTensors(dict):
 
     requested: frozenset = frozenset()
 
+    @staticmethod
+    def cancelled() -> bool:
+        """Whether the client cancelled the request (set per request by read_requests)."""
+        return False
+
     def wants(self, output: str) -> bool:
         return not self.requested or output in self.requested
 
@@ -104,6 +109,8 @@ def read_requests(pb_utils, requests, names: Sequence[str]) -> list[RequestTenso
             tensor = pb_utils.get_input_tensor_by_name(request, name)
             per_request[name] = None if tensor is None else tensor.as_numpy()
         per_request.requested = frozenset(request.requested_output_names())
+        if hasattr(request, "is_cancelled"):
+            per_request.cancelled = request.is_cancelled
         tensors.append(per_request)
     return tensors
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipelines.serving.python_model import ModelContext, RequestTensors, Stream, is_decoupled
+from pipelines.serving.tensors import RequestError
 from pipelines.stable_diffusion.pipeline import BlsNetworks, Settings, StableDiffusion
 
 OUTPUT = "generated_image"
@@ -44,7 +45,8 @@ def make_stable_diffusion(context: ModelContext):
         answers = []
         for tensors in requests:  # max_batch_size 0: one per execute; instances run side by side
             try:
-                answers.append({OUTPUT: pipeline.generate(pipeline.parse(tensors))})
+                image = pipeline.generate(pipeline.parse(tensors), cancelled=tensors.cancelled)
+                answers.append(RequestError("request cancelled") if image is None else {OUTPUT: image})
             except Exception as error:  # noqa: BLE001 - that request's answer
                 answers.append(error)
         return answers
