@@ -43,6 +43,18 @@ def request(prompts, steps=4, guidance=7.5, seed=0, negative=None, **extra) -> d
     return tensors
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """diffusers' tiny pipeline ran 20x slower with torch's two threads than
+    with one on a busy 2-core machine (spinning threads); restored after."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def reference():
     return DiffusersSD(checkpoint_dir("stable_diffusion"))
