@@ -295,3 +295,55 @@ def test_client_streams_and_saves(triton, http_client, tmp_path, protocol):
     saved = [np.array(Image.open(path)) for path in (out, tmp_path / "image-1.png")]
     assert np.array_equal(np.stack(saved), plain)
     assert sorted(p.name for p in (tmp_path / "previews").iterdir()) == ["step-0002-1.png", "step-0002.png", "step-0004-1.png", "step-0004.png"]
+
+
+def streaming_model(process, config_inputs):
+    """A StreamingModel (pipelines/serving/python_model.py) on the in-process pb_utils stand-in."""
+    import fake_pb_utils as pb
+
+    from pipelines.serving.python_model import ModelContext, StreamingModel
+
+    config = {"name": "probe", "max_batch_size": 0, "input": config_inputs, "model_transaction_policy": {"decoupled": True}}
+    return pb, StreamingModel(ModelContext(config=config, model_dir=MODEL_REPOSITORY), process, stop_timeout_s=5)
+
+
+def test_streaming_model_sends_final_on_answer_error_cancel_and_unload():
+    import threading
+
+    inputs = [{"name": "n", "data_type": "TYPE_INT32", "dims": [1]}]
+    release = threading.Event()
+
+    def process(tensors, stream):
+        n = int(tensors["n"][0])
+        if n < 0:
+            raise ValueError("negative n")
+        for step in range(n):
+            if stream.cancelled():
+                return None
+            stream.send({"step": np.array([step], np.int32)})
+            release.wait(0.01)
+        return {"done": np.array([n], np.int32)}
+
+    pb, model = streaming_model(process, inputs)
+    requests = [pb.InferenceRequest("probe", [pb.Tensor("n", np.array([k], np.int32))]) for k in (3, -1, 100000)]
+    requests.append(pb.InferenceRequest("probe", [pb.Tensor("n", np.array([1.0], np.float32))]))
+    assert model.execute(pb, requests) is None
+    time.sleep(0.5)
+    requests[2].cancelled = True  # the client cancels the long one
+    for thread in list(model.threads):
+        thread.join(10)
+    senders = [r.get_response_sender() for r in requests]
+    assert all(s.closed for s in senders), "every request gets its FINAL flag"
+    first = senders[0].responses
+    assert [pb.get_output_tensor_by_name(r, "step").as_numpy()[0] for r, _ in first[:-1]] == [0, 1, 2]
+    assert pb.get_output_tensor_by_name(first[-1][0], "done").as_numpy()[0] == 3 and first[-1][1] == pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+    assert "negative n" in senders[1].responses[-1][0].error().message()
+    assert senders[2].responses[-1] == (None, pb.TRITONSERVER_RESPONSE_COMPLETE_FINAL) and len(senders[2].responses) < 100000
+    assert "'n'" in senders[3].responses[-1][0].error().message()
+    # an unload stops a running request at its next check
+    long = pb.InferenceRequest("probe", [pb.Tensor("n", np.array([100000], np.int32))])
+    model.execute(pb, [long])
+    time.sleep(0.3)
+    started = time.monotonic()
+    model.finalize()
+    assert time.monotonic() - started < 5 and long.get_response_sender().closed

@@ -167,16 +167,17 @@ class Stream:
     an intermediate answer, ask whether the client `cancelled` (or the
     model is being unloaded)."""
 
-    def __init__(self, pb_utils, sender, stopping: threading.Event):
+    def __init__(self, pb_utils, request, stopping: threading.Event):
         self.pb_utils = pb_utils
-        self.sender = sender
+        self.request = request
+        self.sender = request.get_response_sender()
         self.stopping = stopping
 
     def send(self, answer: dict[str, np.ndarray]) -> None:
         self.sender.send(to_response(self.pb_utils, answer))
 
     def cancelled(self) -> bool:
-        return self.stopping.is_set() or bool(self.sender.is_cancelled())
+        return self.stopping.is_set() or bool(self.request.is_cancelled())
 
 
 StreamProcess = Callable[[RequestTensors, Stream], "dict[str, np.ndarray] | None"]
@@ -201,17 +202,18 @@ class StreamingModel:
 
     def execute(self, pb_utils, requests) -> None:
         for request, tensors in zip(requests, read_requests(pb_utils, requests, [spec.name for spec in self.inputs])):
-            thread = threading.Thread(target=self._run, args=(pb_utils, request.get_response_sender(), tensors), daemon=True)
+            thread = threading.Thread(target=self._run, args=(pb_utils, request, tensors), daemon=True)
             with self.lock:
                 self.threads.add(thread)
             thread.start()
         return None
 
-    def _run(self, pb_utils, sender, tensors: RequestTensors) -> None:
+    def _run(self, pb_utils, request, tensors: RequestTensors) -> None:
         final = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+        sender = request.get_response_sender()
         try:
             validate_request(tensors, self.inputs, self.context.max_batch_size)
-            answer = self.process(tensors, Stream(pb_utils, sender, self.stopping))
+            answer = self.process(tensors, Stream(pb_utils, request, self.stopping))
         except Exception as error:  # noqa: BLE001 - this request's error
             answer = as_request_error(error, f"model '{self.context.name}'")
         try:
