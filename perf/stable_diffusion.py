@@ -31,6 +31,7 @@ from tools.runtime.server import TritonServer, free_port
 MODELS = ("sd_text_encoder", "sd_unet", "sd_vae_decoder", "stable_diffusion", "stable_diffusion_stream")
 PER_REQUEST = "diffusers per-request server"
 IN_PROCESS = "diffusers in-process"
+STREAM_LABEL = "triton stable_diffusion_stream (--streaming; latency to the first step)"
 PROMPTS = ["a photo of an astronaut riding a horse", "a watercolor of a lighthouse", "a bowl of fruit on a table", "a city street at night"]
 
 LARGE = dict(
@@ -92,19 +93,24 @@ def step_split(http_url: str, steps: int) -> str:
     )
 
 
-def measure(http_url: str, grpc_url: str, checkpoint: Path, title: str, concurrencies, steps: int, seconds: float) -> tuple[Table, list[str]]:
+def measure(
+    http_url: str, grpc_url: str, checkpoint: Path, title: str, concurrencies, steps: int, seconds: float, requests_per_level: int = 6
+) -> tuple[Table, list[str]]:
     guidance = 7.5
     folder = Path(tempfile.mkdtemp(prefix="perf-sd-"))
     data = inputs(steps, guidance, folder)
     rows: list[Row] = []
     window = int(seconds * 1000)
     for c in concurrencies:
-        rows.append(run_perf_analyzer("stable_diffusion", http_url, c, data, measurement_ms=window, fallback_requests=4))
+        rows.append(run_perf_analyzer("stable_diffusion", http_url, c, data, measurement_ms=window, fallback_requests=requests_per_level))
     for c in concurrencies:
+        # perf_analyzer 2.51 times a decoupled model's first response (the
+        # first step: time to first progress); a fixed request count, since
+        # its time windows found no finished request at these latencies
         rows.append(
             run_perf_analyzer(
-                "stable_diffusion_stream", grpc_url, c, data, protocol="grpc", measurement_ms=window, fallback_requests=4,
-                extra_args=["--streaming"], label="triton stable_diffusion_stream (--streaming)",
+                "stable_diffusion_stream", grpc_url, c, data, protocol="grpc", request_count=requests_per_level * c,
+                extra_args=["--streaming"], label=STREAM_LABEL,
             )
         )
     bodies = [json.dumps({"prompt": p, "steps": steps, "seed": i, "guidance_scale": guidance}).encode() for i, p in enumerate(PROMPTS)]
@@ -152,7 +158,7 @@ def run(server, concurrencies, quick: bool = False) -> Report:
     seconds = 4.0 if quick else 20.0
     small, small_lines = measure(
         server.http_url, server.grpc_url, checkpoint_dir("stable_diffusion"), "small default (64x64, export/stable_diffusion.py SEEDED_*)",
-        concurrencies, steps=10 if quick else 20, seconds=seconds,
+        concurrencies, steps=10 if quick else 20, seconds=seconds, requests_per_level=3 if quick else 8,
     )
     tables, lines = [small], small_lines
     if not quick:
