@@ -112,6 +112,24 @@ EXPORTS = (
         inputs=("pipelines/image/hf_processor.py", "pipelines/image/lut.py", "pipelines/text/tokenizer.py", "tools/references/clip.py"),
         optional=_tensorrt("clip_image_encoder") + _tensorrt("clip_text_encoder"),
     ),
+    Export(
+        "stable_diffusion",
+        outputs=(
+            "checkpoints/stable_diffusion",
+            *_repository(
+                "sd_text_encoder/1/model.onnx",
+                "sd_unet/1/model.onnx",
+                "sd_vae_decoder/1/model.onnx",
+                *(
+                    f"{model}/1/{name}"
+                    for model in ("stable_diffusion", "stable_diffusion_stream")
+                    for name in ("tokenizer/tokenizer.json", "tokenizer/tokenizer_config.json", "scheduler_config.json", "pipeline.json")
+                ),
+            ),
+        ),
+        inputs=("pipelines/stable_diffusion/params.py", "pipelines/stable_diffusion/tokens.py", "pipelines/text/tokenizer.py"),
+        optional=_tensorrt("sd_text_encoder") + _tensorrt("sd_unet") + _tensorrt("sd_vae_decoder"),
+    ),
 )
 
 BY_NAME = {export.name: export for export in EXPORTS}

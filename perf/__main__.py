@@ -12,7 +12,7 @@ from pathlib import Path
 from perf.report import RESULTS_DIR, write
 from tools.runtime.server import TritonServer
 
-SUITES = ["datatypes", "text_embedding", "ocr", "orientation", "vit", "clip"]
+SUITES = ["datatypes", "text_embedding", "ocr", "orientation", "vit", "clip", "stable_diffusion"]
 # measured on request only (servers of their own, minutes): make perf PERF_ARGS=engines
 EXTRA_SUITES = ["engines"]
 

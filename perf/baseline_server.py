@@ -74,11 +74,29 @@ def clip_text_handler():
     return handle
 
 
+def stable_diffusion_handler():
+    """diffusers' pipeline per request; the checkpoint folder from
+    $SD_CHECKPOINT (default checkpoints/stable_diffusion); the body is JSON
+    {"prompt", "steps", "seed", "guidance_scale"}."""
+    from tools.paths import checkpoint_dir
+    from tools.references.stable_diffusion import DiffusersSD
+
+    pipe = DiffusersSD(os.environ.get("SD_CHECKPOINT") or checkpoint_dir("stable_diffusion"))
+
+    def handle(body: bytes) -> object:
+        query = json.loads(body)
+        pixels = pipe([query["prompt"]], int(query["steps"]), float(query.get("guidance_scale", 7.5)), int(query.get("seed", 0)))
+        return list(pixels.shape)  # the pixels' shape: the answer's size does not decide the timing
+
+    return handle
+
+
 HANDLERS = {
     "text_embedding": text_embedding_handler,
     "ocr": ocr_handler,
     "clip_image": clip_image_handler,
     "clip_text": clip_text_handler,
+    "stable_diffusion": stable_diffusion_handler,
 }
 
 

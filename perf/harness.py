@@ -78,6 +78,7 @@ def run_perf_analyzer(
     label: str | None = None,
     fallback_requests: int = 50,
     request_count: int | None = None,
+    extra_args: Sequence[str] = (),
 ) -> Row:
     """perf_analyzer at one concurrency: measurement windows until stable (a
     fixed number of requests if it never is), or exactly `request_count`
@@ -94,6 +95,7 @@ def run_perf_analyzer(
         "--input-data", str(input_data),
         "--percentile", "95",
         "-f", str(report),
+        *extra_args,
     ]
     windows = ["--measurement-interval", str(measurement_ms), "--stability-percentage", "30", "--max-trials", "8"]
     if request_count:

@@ -21,7 +21,24 @@ from tritonclient.utils import InferenceServerException
 from tools import triton_stats
 from tools.testsets.entries import Entry, Tensors, entries
 
-ENTRIES = entries()
+
+def stable_diffusion_entry() -> Entry:
+    def good(i: int, prompts=None) -> Tensors:
+        # guidance 1.0: one UNet item per step, so batched items come from different requests
+        return {
+            "prompt": np.array(prompts or [f"request {i} of many".encode()], dtype=np.object_),
+            "steps": np.array([2], np.int32),
+            "guidance_scale": np.array([1.0], np.float32),
+            "seed": np.array([i], np.int64),
+        }
+
+    bad = (("invalid UTF-8", {**good(0), "prompt": np.array([b"\xff\xfe broken"], dtype=np.object_)}, "not valid UTF-8"),)
+    wrong = {**good(0), "prompt": np.zeros((1,), np.int32)}
+    return Entry("stable_diffusion", good, bad, wrong, "prompt", "sd_unet", good(0, [b"a first prompt", b"a second one"]))
+
+
+# stable_diffusion is checked here, not in the soak and the fuzzing: seconds per request
+ENTRIES = {**entries(), "stable_diffusion": stable_diffusion_entry()}
 BAD_CASES = [(model, case) for model, entry in ENTRIES.items() for case in range(len(entry.bad))]
 
 

@@ -24,6 +24,7 @@ INPUTS = {
     "vit_python": {"input_image": encoded_bytes_tensor(PICTURE)},
     "clip_image_embedding": {"input_image": encoded_bytes_tensor(PICTURE)},
     "clip_text_embedding": {"text": np.array([b"a photo of a cat"], dtype=np.object_)},
+    "stable_diffusion": {"prompt": np.array([b"a photo of a cat"], dtype=np.object_), "steps": np.array([2], np.int32)},
 }
 
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import inspect
 import json
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -21,7 +23,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from pipelines.serving.bls import DEFAULT_TIMEOUT_MICROSECONDS, Bls
-from pipelines.serving.partition import Partition
+from pipelines.serving.partition import Partition, as_request_error
 from pipelines.serving.tensors import TensorSpec, specs_from_config, validate_request
 
 
@@ -92,6 +94,11 @@ class RequestTensors(dict):
 
     requested: frozenset = frozenset()
 
+    @staticmethod
+    def cancelled() -> bool:
+        """Whether the client cancelled the request (set per request by read_requests)."""
+        return False
+
     def wants(self, output: str) -> bool:
         return not self.requested or output in self.requested
 
@@ -104,6 +111,8 @@ def read_requests(pb_utils, requests, names: Sequence[str]) -> list[RequestTenso
             tensor = pb_utils.get_input_tensor_by_name(request, name)
             per_request[name] = None if tensor is None else tensor.as_numpy()
         per_request.requested = frozenset(request.requested_output_names())
+        if hasattr(request, "is_cancelled"):
+            per_request.cancelled = request.is_cancelled
         tensors.append(per_request)
     return tensors
 
@@ -151,16 +160,98 @@ class BatchModel:
         return [to_response(pb_utils, answer) for answer in answers]
 
 
+def is_decoupled(config: dict) -> bool:
+    return bool(config.get("model_transaction_policy", {}).get("decoupled", False))
+
+
+class Stream:
+    """What a decoupled model's `process` is handed per request: `send`
+    an intermediate answer, ask whether the client `cancelled` (or the
+    model is being unloaded)."""
+
+    def __init__(self, pb_utils, request, stopping: threading.Event):
+        self.pb_utils = pb_utils
+        self.request = request
+        self.sender = request.get_response_sender()
+        self.stopping = stopping
+
+    def send(self, answer: dict[str, np.ndarray]) -> None:
+        self.sender.send(to_response(self.pb_utils, answer))
+
+    def cancelled(self) -> bool:
+        return self.stopping.is_set() or bool(self.request.is_cancelled())
+
+
+StreamProcess = Callable[[RequestTensors, Stream], "dict[str, np.ndarray] | None"]
+
+
+class StreamingModel:
+    """A decoupled model: each request validated against the config, then
+    run on a thread of its own by `process(tensors, stream)`, so the requests
+    of one instance progress side by side; its return value is the last
+    response (None: nothing more) and goes out with the FINAL flag, as does
+    the error of a failed request. Unloading stops the running requests at
+    their next `cancelled()` check and waits for them a bounded time."""
+
+    def __init__(self, context: ModelContext, process: StreamProcess, stop_timeout_s: float = 30.0):
+        self.context = context
+        self.inputs = context.inputs()
+        self.process = process
+        self.stopping = threading.Event()
+        self.threads: set[threading.Thread] = set()
+        self.lock = threading.Lock()
+        self.stop_timeout_s = stop_timeout_s
+
+    def execute(self, pb_utils, requests) -> None:
+        for request, tensors in zip(requests, read_requests(pb_utils, requests, [spec.name for spec in self.inputs])):
+            thread = threading.Thread(target=self._run, args=(pb_utils, request, tensors), daemon=True)
+            with self.lock:
+                self.threads.add(thread)
+            thread.start()
+        return None
+
+    def _run(self, pb_utils, request, tensors: RequestTensors) -> None:
+        final = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+        sender = request.get_response_sender()
+        try:
+            validate_request(tensors, self.inputs, self.context.max_batch_size)
+            answer = self.process(tensors, Stream(pb_utils, request, self.stopping))
+        except Exception as error:  # noqa: BLE001 - this request's error
+            answer = as_request_error(error, f"model '{self.context.name}'")
+        try:
+            if answer is None:
+                sender.send(flags=final)
+            else:
+                sender.send(to_response(pb_utils, answer), flags=final)
+        finally:
+            with self.lock:
+                self.threads.discard(threading.current_thread())
+
+    def finalize(self) -> None:
+        self.stopping.set()
+        deadline = time.monotonic() + self.stop_timeout_s
+        with self.lock:
+            running = list(self.threads)
+        for thread in running:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
 def python_model_class(pb_utils, make_process: Callable[[ModelContext], Process]):
-    """The TritonPythonModel class of a model.py (or a Python-based backend)."""
+    """The TritonPythonModel class of a model.py (or a Python-based backend);
+    a decoupled config (model_transaction_policy) gets a StreamingModel, and
+    `make_process` a StreamProcess factory for it."""
 
     class TritonPythonModel:
         def initialize(self, args):
             context = ModelContext.from_args(args, pb_utils)
-            self.batch_model = BatchModel(context, make_process(context))
+            model_class = StreamingModel if is_decoupled(context.config) else BatchModel
+            self.batch_model = model_class(context, make_process(context))
 
         def execute(self, requests):
             return self.batch_model.execute(pb_utils, requests)
+
+        def finalize(self):
+            getattr(self.batch_model, "finalize", lambda: None)()
 
     TritonPythonModel.__qualname__ = f"TritonPythonModel[{getattr(make_process, '__name__', 'process')}]"
     return TritonPythonModel

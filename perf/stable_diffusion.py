@@ -1,0 +1,176 @@
+"""stable_diffusion: perf_analyzer on `stable_diffusion` and on
+`stable_diffusion_stream` (`--streaming`, gRPC: latency until the picture),
+one prompt per request, beside diffusers' StableDiffusionPipeline called per
+request in a plain threaded HTTP server and called in this process, on the
+same checkpoint with the same steps, in one run. Two checkpoints: the small
+default of `make export`, and a larger seeded one (`LARGE`: 256x256
+pictures, where the networks rather than the Python hops dominate),
+exported into a repository of its own and served by a second server. The
+time per step is split into UNet compute and everything else from Triton's
+statistics."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from perf.baseline_server import BaselineServer
+from perf.harness import closed_loop, run_perf_analyzer, sequential, write_input_data
+from perf.report import Report, Row, Table
+from tools import triton_stats
+from tools.paths import MODEL_REPOSITORY, checkpoint_dir
+from tools.references.stable_diffusion import DiffusersSD
+from tools.runtime.server import TritonServer, free_port
+
+MODELS = ("sd_text_encoder", "sd_unet", "sd_vae_decoder", "stable_diffusion", "stable_diffusion_stream")
+PER_REQUEST = "diffusers per-request server"
+IN_PROCESS = "diffusers in-process"
+STREAM_LABEL = "triton stable_diffusion_stream (--streaming; latency to the first step)"
+PROMPTS = ["a photo of an astronaut riding a horse", "a watercolor of a lighthouse", "a bowl of fruit on a table", "a city street at night"]
+
+LARGE = dict(
+    text_encoder=dict(
+        vocab_size=49408, hidden_size=256, intermediate_size=1024, num_hidden_layers=4, num_attention_heads=4, max_position_embeddings=77,
+        bos_token_id=49406, eos_token_id=49407, pad_token_id=49407,
+    ),
+    unet=dict(
+        block_out_channels=(64, 128, 256), layers_per_block=1, sample_size=32, in_channels=4, out_channels=4, cross_attention_dim=256,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"), norm_num_groups=32,
+    ),
+    vae=dict(
+        block_out_channels=(32, 64, 64, 64), in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=32,
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+    ),
+)
+"""UNet 64/128/256 channels with cross-attention at 32x32 and 16x16 latents,
+text encoder width 256, VAE scale factor 8: 256x256 pictures."""
+
+
+def inputs(steps: int, guidance: float, folder: Path) -> Path:
+    samples = [
+        {
+            "prompt": np.array([p.encode()], dtype=np.object_),
+            "steps": np.array([steps], np.int32),
+            "guidance_scale": np.array([guidance], np.float32),
+            "seed": np.array([i], np.int64),
+        }
+        for i, p in enumerate(PROMPTS)
+    ]
+    return write_input_data(samples, folder / "stable_diffusion.json")
+
+
+def step_split(http_url: str, steps: int) -> str:
+    """UNet compute against everything else per step, from the statistics
+    of one request (no other traffic)."""
+    import tritonclient.http as httpclient
+
+    from clients.common import make_inputs
+
+    client = httpclient.InferenceServerClient(http_url, network_timeout=600)
+    try:
+        before = {m: triton_stats.settled(client, m) for m in MODELS[:4]}
+        tensors = {"prompt": np.array([PROMPTS[0].encode()], dtype=np.object_), "steps": np.array([steps], np.int32)}
+        client.infer("stable_diffusion", make_inputs(httpclient, tensors))
+        done = {m: triton_stats.settled(client, m) - before[m] for m in MODELS[:4]}
+    finally:
+        client.close()
+    unet_ms = done["sd_unet"].compute_ns / 1e6
+    calls = max(done["sd_unet"].executions, 1)
+    total_ms = done["stable_diffusion"].compute_ns / 1e6
+    others_ms = done["sd_text_encoder"].compute_ns / 1e6 + done["sd_vae_decoder"].compute_ns / 1e6
+    loop_ms = total_ms - others_ms
+    return (
+        f"per step ({calls} UNet calls for {steps} steps): UNet compute {unet_ms / calls:.1f} ms, everything else (BLS hops, "
+        f"queueing, scheduler, guidance) {(loop_ms - unet_ms) / calls:.1f} ms; text encoder {done['sd_text_encoder'].compute_ns / 1e6:.1f} ms "
+        f"and VAE decoder {done['sd_vae_decoder'].compute_ns / 1e6:.1f} ms once per request; request {total_ms:.0f} ms in the BLS model"
+    )
+
+
+def measure(
+    http_url: str, grpc_url: str, checkpoint: Path, title: str, concurrencies, steps: int, seconds: float, requests_per_level: int = 6
+) -> tuple[Table, list[str]]:
+    guidance = 7.5
+    folder = Path(tempfile.mkdtemp(prefix="perf-sd-"))
+    data = inputs(steps, guidance, folder)
+    rows: list[Row] = []
+    window = int(seconds * 1000)
+    for c in concurrencies:
+        rows.append(run_perf_analyzer("stable_diffusion", http_url, c, data, measurement_ms=window, fallback_requests=requests_per_level))
+    for c in concurrencies:
+        # perf_analyzer 2.51 times a decoupled model's first response (the
+        # first step: time to first progress); a fixed request count, since
+        # its time windows found no finished request at these latencies
+        rows.append(
+            run_perf_analyzer(
+                "stable_diffusion_stream", grpc_url, c, data, protocol="grpc", request_count=requests_per_level * c,
+                extra_args=["--streaming"], label=STREAM_LABEL,
+            )
+        )
+    bodies = [json.dumps({"prompt": p, "steps": steps, "seed": i, "guidance_scale": guidance}).encode() for i, p in enumerate(PROMPTS)]
+    os.environ["SD_CHECKPOINT"] = str(checkpoint)
+    try:
+        with BaselineServer("stable_diffusion", free_port()) as plain:
+            for c in concurrencies:
+                rows.append(closed_loop(lambda i: (plain.post(bodies[i % len(bodies)]), 1)[1], c, duration_s=seconds, warmup_calls=1, label=PER_REQUEST))
+    finally:
+        os.environ.pop("SD_CHECKPOINT", None)
+    reference = DiffusersSD(checkpoint)
+    rows.append(sequential(lambda i: reference([PROMPTS[i]], steps, guidance, i), list(range(len(PROMPTS))), seconds, IN_PROCESS))
+    table = Table(f"{title}: one prompt per request, {steps} steps, guidance {guidance}", "images", rows, PER_REQUEST)
+    top = max(concurrencies)
+    lines = [
+        f"{title}: p50 at concurrency 1: stable_diffusion {table_row(table, 'triton stable_diffusion', 1).p50_ms:.0f} ms, "
+        f"diffusers in-process {table_row(table, IN_PROCESS, 1).p50_ms:.0f} ms; at concurrency {top} stable_diffusion serves "
+        f"{table.value('triton stable_diffusion', top) / table.value(PER_REQUEST, top):.2f}x the per-request server's images/s.",
+        f"{title}: {step_split(http_url, steps)}.",
+    ]
+    return table, lines
+
+
+def table_row(table: Table, system: str, concurrency: int) -> Row:
+    return next(r for r in table.rows if r.system == system and r.concurrency == concurrency)
+
+
+def export_large(folder: Path) -> tuple[Path, Path]:
+    """The LARGE seeded checkpoint exported into a repository of its own."""
+    from export.stable_diffusion import main as export_main
+    from export.stable_diffusion import seeded_checkpoint
+
+    repo = folder / "repo"
+    for model in MODELS:
+        shutil.copytree(MODEL_REPOSITORY / model, repo / model, ignore=shutil.ignore_patterns("*.onnx", "*.plan", "__pycache__"))
+    source = seeded_checkpoint(folder / "source", seed=1, **LARGE)
+    kept = folder / "checkpoint"
+    if export_main(["--source", str(source), "--output-dir", str(repo), "--checkpoint-dir", str(kept), "--format", "onnx"]) != 0:
+        raise RuntimeError("export of the LARGE checkpoint failed")
+    return repo, kept
+
+
+def run(server, concurrencies, quick: bool = False) -> Report:
+    concurrencies = [c for c in concurrencies if c <= 4] or [1]
+    seconds = 4.0 if quick else 20.0
+    small, small_lines = measure(
+        server.http_url, server.grpc_url, checkpoint_dir("stable_diffusion"), "small default (64x64, export/stable_diffusion.py SEEDED_*)",
+        concurrencies, steps=10 if quick else 20, seconds=seconds, requests_per_level=3 if quick else 8,
+    )
+    tables, lines = [small], small_lines
+    if not quick:
+        folder = Path(tempfile.mkdtemp(prefix="perf-sd-large-"))
+        started = time.monotonic()
+        repo, kept = export_large(folder)
+        print(f"LARGE checkpoint exported in {time.monotonic() - started:.0f} s")
+        with TritonServer(repositories=[repo]) as large_server:
+            large_server_table, large_lines = measure(
+                large_server.http_url, large_server.grpc_url, kept, "LARGE (256x256, perf/stable_diffusion.py LARGE)", concurrencies, steps=10, seconds=seconds
+            )
+        shutil.rmtree(folder, ignore_errors=True)
+        tables.append(large_server_table)
+        lines += large_lines
+    return Report(tables, lines)
