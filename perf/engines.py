@@ -9,12 +9,14 @@ compute time per execution over that run. Alone: each network in one
 process, one engine session, a fixed input, ms per call.
 
     make perf PERF_ARGS=engines     # writes perf/results/engines.md
+    PERF_ENGINES_PIPELINES=ocr,orientation make perf PERF_ARGS=engines   # a subset
 
 The winners are what config.pbtxt serves; the other engine is the custom
 configuration `configs/<engine>.pbtxt` (tools/engine_configs.py)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -187,7 +189,8 @@ def alone(seconds: float) -> Table:
     return Table("Each network alone, one process, ms per call (p50 column: mean ms per call)", "calls", rows)
 
 
-def run(server, concurrencies, quick: bool = False, only: tuple[str, ...] = ()) -> Report:
+def run(server, concurrencies, quick: bool = False) -> Report:
+    only = tuple(filter(None, os.environ.get("PERF_ENGINES_PIPELINES", "").split(",")))
     seconds = 5 if quick else 10
     tables, notes = [alone(2 if quick else 4)], []
     for pipeline in PIPELINES:
