@@ -129,7 +129,7 @@ def in_pipeline(pipeline: Pipeline, seconds: float) -> tuple[Table, list[str]]:
     for variant in pipeline.variants:
         repository = serve_variant(pipeline, variant, scratch)
         with TritonServer(repositories=[repository]) as server:
-            run_perf_analyzer(pipeline.entry, server.http_url, CONCURRENCY, data, measurement_ms=2000, label="warm-up")
+            run_perf_analyzer(pipeline.entry, server.http_url, CONCURRENCY, data, request_count=2 * CONCURRENCY, label="warm-up")
             before = triton_stats.read_all(server.http_url, pipeline.networks)
             row = run_perf_analyzer(pipeline.entry, server.http_url, CONCURRENCY, data, measurement_ms=int(seconds * 1000), label=variant.label)
             after = triton_stats.read_all(server.http_url, pipeline.networks)
@@ -191,7 +191,7 @@ def alone(seconds: float) -> Table:
 
 def run(server, concurrencies, quick: bool = False) -> Report:
     only = tuple(filter(None, os.environ.get("PERF_ENGINES_PIPELINES", "").split(",")))
-    seconds = 5 if quick else 10
+    seconds = 8 if quick else 15
     tables, notes = [alone(2 if quick else 4)], []
     for pipeline in PIPELINES:
         if only and pipeline.entry not in only:
