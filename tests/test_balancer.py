@@ -22,12 +22,12 @@ import pytest
 import requests
 import tritonclient.grpc as grpcclient
 from object_storage_helpers import MotoServer
-from test_contracts import datatypes_request
 from triton_helpers import make_inputs
 
 from tools.balancer import GRPC_RETRY_CHANNEL_ARGS, Replica, find_nginx, nginx_config, start_nginx
 from tools.object_storage import publish
 from tools.paths import MODEL_REPOSITORY
+from tools.testsets.entries import datatypes_request
 from tools.runtime.server import TritonServer, free_port
 
 pytestmark = pytest.mark.skipif(find_nginx() is None, reason="nginx is not installed and `make nginx` could not install it (apt-get needs root)")
