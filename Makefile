@@ -25,9 +25,11 @@ export ADMIN_KEY GRPC_TLS_CERT GRPC_TLS_KEY GRPC_TLS_CLIENT_CA
 SOAK_MINUTES ?= 10
 SOAK_CONCURRENCY ?= 32
 SOAK_PRELOAD ?=
-# malloc of make serve's server and stubs: jemalloc (Debian's libjemalloc2, installed
-# by the target of that name) held RSS in the soak where glibc grew; ALLOCATOR=glibc opts out
-ALLOCATOR ?= jemalloc
+# malloc of make serve's server and stubs: glibc. jemalloc (Debian's libjemalloc2,
+# `make jemalloc`) held RSS in the soak, but preloaded it kills the openvino
+# backend's stubs at load (seen with OpenVINO 2026.4): ALLOCATOR=jemalloc only for
+# repositories without openvino models
+ALLOCATOR ?= glibc
 export ALLOCATOR
 FUZZ_EXAMPLES ?= 5000
 
@@ -79,7 +81,7 @@ export: $(SETUP_STAMP)
 	$(PY) -m export
 
 # A remote MODEL_REPOSITORY needs no local export.
-serve: $(if $(MODEL_REPOSITORY),$(SETUP_STAMP),export) backends $(if $(filter glibc,$(ALLOCATOR)),,jemalloc)
+serve: $(if $(MODEL_REPOSITORY),$(SETUP_STAMP),export) backends $(if $(filter jemalloc,$(ALLOCATOR)),jemalloc)
 	$(PY) -m tools.runtime.server --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT) \
 		$(if $(MODEL_CONFIG_NAME),--model-config-name $(MODEL_CONFIG_NAME)) \
 		$(if $(MODEL_REPOSITORY),--model-repository $(MODEL_REPOSITORY)) \

@@ -408,8 +408,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-watchdog", action="store_true", help="do not reload models whose stub died")
     parser.add_argument(
         "--allocator",
-        default=os.environ.get("ALLOCATOR") or "jemalloc",
-        help="malloc of the server and its stubs: jemalloc (default: steadier RSS in the soak, perf/results/soak*.md), glibc, or a library path; default $ALLOCATOR",
+        default=os.environ.get("ALLOCATOR") or "glibc",
+        help="malloc of the server and its stubs: glibc (default), jemalloc (steadier RSS in the soak, perf/results/soak*.md, "
+        "but it kills the openvino backend's stubs at load), or a library path; default $ALLOCATOR",
     )
     args = parser.parse_args(argv)
     config_name = args.model_config_name or os.environ.get("MODEL_CONFIG_NAME")
