@@ -569,8 +569,9 @@ def test_served_models_in_process_give_the_single_picture_answers(inprocess, our
         single, name = answers[n], testset[n].name
         assert texts == single.texts, name
         np.testing.assert_array_equal(boxes, single.boxes, err_msg=name)
-        np.testing.assert_array_equal(box_scores, single.box_scores, err_msg=name)
-        np.testing.assert_allclose(text_scores, single.text_scores, rtol=0, atol=1e-6, err_msg=name)
+        # the served networks run on OpenVINO, the offline answers on ONNX Runtime: scores agree to ~1e-5 (the scores of test_ocr.py allow 1e-3)
+        np.testing.assert_allclose(box_scores, single.box_scores, rtol=0, atol=1e-4, err_msg=name)
+        np.testing.assert_allclose(text_scores, single.text_scores, rtol=0, atol=1e-4, err_msg=name)
 
 
 def mixed_groups_texts(ours: OfflineOCR, pictures: list[bytes]) -> list[list[tuple[str, float]]]:
