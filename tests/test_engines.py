@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 
+import fake_pb_utils as pb
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
@@ -55,6 +56,7 @@ def _random_batch(config, batch: int, seed: int) -> dict[str, np.ndarray]:
 @pytest.fixture(scope="module")
 def both_engines(tmp_path_factory):
     """The OCR networks and the orientation classifier on each engine, in-process."""
+    previous = getattr(pb, "SERVER", None)  # BLS calls of other tests go to the session's in-process server
     servers = {}
     for engine in ENGINES:
         root = tmp_path_factory.mktemp(engine)
@@ -64,6 +66,7 @@ def both_engines(tmp_path_factory):
             if engine_of(pbtxt.parse(config.read_text())) != engine:
                 config.write_text(engine_config(config.read_text(), engine))
         servers[engine] = InProcessServer([root])
+    pb.SERVER = previous
     return servers
 
 
