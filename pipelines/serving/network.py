@@ -96,7 +96,10 @@ def openvino_properties(config: dict) -> dict:
     config says otherwise: the CPU plugin otherwise picks bf16 on CPUs with
     AMX, and the outputs would no longer match the reference."""
     parameters = config.get("parameters", {})
-    properties: dict = {"INFERENCE_PRECISION_HINT": "f32"}
+    # no thread pinning: each instance is a stub process of its own and the
+    # plugin, pinning as if it owned the machine, puts the single-thread
+    # instances of several models on the same core
+    properties: dict = {"INFERENCE_PRECISION_HINT": "f32", "ENABLE_CPU_PINNING": False}
     for key, convert in OPENVINO_PROPERTIES.items():
         value = parameters.get(key, {}).get("string_value")
         if value:
