@@ -95,7 +95,7 @@ def ceiling(server, pages: list[bytes], cores: int) -> tuple[float, str]:
     before = cpu_seconds(server)
     served_lines(server, pages)
     per_page = (cpu_seconds(server) - before) / len(pages)
-    return cores / per_page, f"{per_page * 1000:.0f} CPU-ms per page, measured at concurrency 1"
+    return cores / per_page, f"{per_page * 1000:.0f} CPU-ms per page"
 
 
 def served_rows(server, inputs: Path, count: int, concurrencies, seconds: float) -> tuple[list[Row], list[str]]:
@@ -130,7 +130,7 @@ def documents_table(server, concurrencies, seconds: float) -> tuple[Table, list[
     summary = [
         f"Served lines: {same_lines('rapidocr-onnxruntime', served, onnxruntime_lines)}; "
         f"{same_lines('rapidocr-openvino forced to f32', served, openvino_f32_lines)}; {same_lines('rapidocr-openvino', served, openvino_lines)} "
-        "(its default precision hint on a CPU with AMX-BF16 is bf16: other numerics, other lines).",
+        "(its default precision is bf16 on CPUs with AMX-BF16, f32 elsewhere).",
         f"Ceiling on {cores} cores: {limit:.2f} pages/s ({how}, measured at concurrency 1); "
         f"the best served throughput, {best:.2f} pages/s, is {best / limit:.0%} of it.",
     ]

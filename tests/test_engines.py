@@ -89,6 +89,8 @@ def test_openvino_backend_honours_the_native_parameters(both_engines):
     assert str(engine.compiled.get_property("PERFORMANCE_HINT")).endswith("LATENCY")
     assert engine.compiled.get_property("NUM_STREAMS") == 1
     assert "float32" in str(engine.compiled.get_property("INFERENCE_PRECISION_HINT"))
+    # single-thread instances in several stubs must not be pinned onto one core
+    assert engine.compiled.get_property("ENABLE_CPU_PINNING") is False
 
 
 def test_onnxruntime_session_entries_are_applied(both_engines):
