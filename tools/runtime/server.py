@@ -409,8 +409,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--allocator",
         default=os.environ.get("ALLOCATOR") or "glibc",
-        help="malloc of the server and its stubs: glibc (default), jemalloc (steadier RSS in the soak, perf/results/soak*.md, "
-        "but it kills the openvino backend's stubs at load), or a library path; default $ALLOCATOR",
+        help="malloc of the server and its stubs: glibc, jemalloc (steadier RSS in the soak, perf/results/soak*.md; "
+        "make serve's default), or a library path; default $ALLOCATOR, else glibc",
     )
     args = parser.parse_args(argv)
     config_name = args.model_config_name or os.environ.get("MODEL_CONFIG_NAME")
