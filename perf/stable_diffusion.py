@@ -101,6 +101,9 @@ def measure(
     data = inputs(steps, guidance, folder)
     rows: list[Row] = []
     window = int(seconds * 1000)
+    # every instance's first request is slow (first BLS calls and torch ops of
+    # that stub): two requests per instance before any measurement
+    run_perf_analyzer("stable_diffusion", http_url, 4, data, request_count=8)
     for c in concurrencies:
         rows.append(run_perf_analyzer("stable_diffusion", http_url, c, data, measurement_ms=window, fallback_requests=requests_per_level))
     for c in concurrencies:
