@@ -569,9 +569,11 @@ def test_served_models_in_process_give_the_single_picture_answers(inprocess, our
         single, name = answers[n], testset[n].name
         assert texts == single.texts, name
         np.testing.assert_array_equal(boxes, single.boxes, err_msg=name)
-        # the served networks run on OpenVINO, the offline answers on ONNX Runtime: scores agree to ~1e-5 (the scores of test_ocr.py allow 1e-3)
+        # the served networks run on OpenVINO, the offline answers on ONNX Runtime: box scores agree
+        # to ~1e-5; a text score (the mean of a line's per-step maxima) moved by up to 1.7e-4 with
+        # OpenVINO 2024.0.0, so both get test_ocr.py's 1e-3 (texts and boxes stay exact)
         np.testing.assert_allclose(box_scores, single.box_scores, rtol=0, atol=1e-4, err_msg=name)
-        np.testing.assert_allclose(text_scores, single.text_scores, rtol=0, atol=1e-4, err_msg=name)
+        np.testing.assert_allclose(text_scores, single.text_scores, rtol=0, atol=1e-3, err_msg=name)
 
 
 def mixed_groups_texts(ours: OfflineOCR, pictures: list[bytes]) -> list[list[tuple[str, float]]]:
