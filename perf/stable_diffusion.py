@@ -102,8 +102,9 @@ def measure(
     rows: list[Row] = []
     window = int(seconds * 1000)
     # every instance's first request is slow (first BLS calls and torch ops of
-    # that stub): two requests per instance before any measurement
-    run_perf_analyzer("stable_diffusion", http_url, 4, data, request_count=8)
+    # that stub): two requests per served instance before any measurement
+    instances = served_instances(http_url, "stable_diffusion")
+    run_perf_analyzer("stable_diffusion", http_url, instances, data, request_count=2 * instances)
     for c in concurrencies:
         rows.append(run_perf_analyzer("stable_diffusion", http_url, c, data, measurement_ms=window, fallback_requests=requests_per_level))
     for c in concurrencies:
@@ -135,6 +136,17 @@ def measure(
         f"{title}: {step_split(http_url, steps)}.",
     ]
     return table, lines
+
+
+def served_instances(http_url: str, model: str) -> int:
+    """The instance count the server runs `model` with (its config as loaded)."""
+    import tritonclient.http as httpclient
+
+    client = httpclient.InferenceServerClient(http_url)
+    try:
+        return sum(int(group.get("count", 1)) for group in client.get_model_config(model).get("instance_group", [])) or 1
+    finally:
+        client.close()
 
 
 def table_row(table: Table, system: str, concurrency: int) -> Row:
