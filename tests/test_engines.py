@@ -82,6 +82,22 @@ def test_both_engines_give_the_same_outputs(both_engines, network):
             np.testing.assert_allclose(got, want, atol=ENGINE_TOLERANCE, err_msg=f"{network}:{name}")
 
 
+@pytest.mark.parametrize("engine", ENGINES)
+def test_recogniser_ctc_outputs_are_the_softmax_reduced(both_engines, engine):
+    """ocr_rec's in-graph ctc_indices / ctc_scores (what the OCR models ask
+    for) equal argmax / max of its softmax, exactly, and a request naming
+    outputs gets those alone (the softmax is not copied out)."""
+    config = both_engines[engine].config("ocr_rec")
+    batch = _random_batch(config, 3, 4)
+    full = outputs_of(both_engines[engine].infer("ocr_rec", batch))
+    reduced = outputs_of(both_engines[engine].infer("ocr_rec", batch, ["ctc_indices", "ctc_scores"]))
+    assert set(reduced) == {"ctc_indices", "ctc_scores"}
+    softmax = full["softmax_11.tmp_0"]
+    np.testing.assert_array_equal(reduced["ctc_indices"], softmax.argmax(axis=2))
+    np.testing.assert_array_equal(reduced["ctc_scores"], softmax.max(axis=2))
+    assert reduced["ctc_indices"].dtype == np.int64
+
+
 def test_openvino_backend_honours_the_native_parameters(both_engines):
     engine = both_engines["openvino"].instance("ocr_rec").batch_model.process.engine
     threads = both_engines["openvino"].config("ocr_rec")["parameters"]["INFERENCE_NUM_THREADS"]["string_value"]

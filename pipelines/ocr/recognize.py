@@ -3,7 +3,8 @@
 aspect ratio with a per-group padded width, CTC decoding, score filter.
 
 The networks are passed in as awaitables (`await run_cls(batch) -> probs
-[n,2]`, `await run_rec(batch) -> preds [n,T,C]`), so the same code runs
+[n,2]`, `await run_rec(batch) -> (indices, probs)`, the softmax [n,T,C]
+reduced per step by ctc_steps), so the same code runs
 inside Triton with async BLS calls (the groups of a picture are in flight
 together, so the dynamic batcher sees them at once) and offline with
 onnxruntime sessions. Grouping is per image, as in RapidOCR: a crop's padded width depends on the other crops of
@@ -117,12 +118,17 @@ def rec_batches(crops: list[np.ndarray], p: OcrParams = PARAMS) -> list[tuple[np
     return [(idx, rec_input(crops, idx, p)) for idx in _groups(crops, p.rec_batch_num)]
 
 
-def ctc_decode(preds: np.ndarray, characters: list[str]) -> list[tuple[str, float]]:
-    """CTCLabelDecode: argmax per step, merge repeats, drop blanks (index 0);
-    the score is the mean (float64) of the kept steps' maximum probabilities,
-    0.0 when nothing is kept."""
-    indices = preds.argmax(axis=2)
-    probs = preds.max(axis=2)
+def ctc_steps(preds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The per-step reductions CTC decoding uses, from the recogniser's
+    softmax [n,T,C]: argmax (first of equal maxima) and max, each [n,T]. The
+    served recogniser computes them in its graph (ctc_indices, ctc_scores)."""
+    return preds.argmax(axis=2), preds.max(axis=2)
+
+
+def ctc_decode_steps(indices: np.ndarray, probs: np.ndarray, characters: list[str]) -> list[tuple[str, float]]:
+    """CTCLabelDecode from the per-step argmax `indices` and max `probs`
+    [n,T]: merge repeats, drop blanks (index 0); the score is the mean
+    (float64) of the kept steps' probabilities, 0.0 when nothing is kept."""
     results = []
     for row_idx, row_prob in zip(indices, probs):
         keep = np.ones(len(row_idx), dtype=bool)
@@ -132,6 +138,11 @@ def ctc_decode(preds: np.ndarray, characters: list[str]) -> list[tuple[str, floa
         kept = row_prob[keep].astype(np.float64)
         results.append((text, float(np.mean(kept)) if kept.size else 0.0))
     return results
+
+
+def ctc_decode(preds: np.ndarray, characters: list[str]) -> list[tuple[str, float]]:
+    """CTCLabelDecode on the recogniser's softmax [n,T,C]."""
+    return ctc_decode_steps(*ctc_steps(preds), characters)
 
 
 @dataclass
@@ -162,8 +173,9 @@ class Lines:
         }
 
 
-Network = Callable[[np.ndarray], Awaitable[np.ndarray]]
-"""A network behind an awaitable: `await run(batch) -> output`."""
+Network = Callable[[np.ndarray], Awaitable]
+"""A network behind an awaitable: `await run(batch) -> output` (the
+recogniser's output: the pair of ctc_steps)."""
 
 
 async def classify_crops(crops: list[np.ndarray], run_cls: Network, p: OcrParams = PARAMS) -> tuple[list[np.ndarray], list[tuple[str, float]]]:
@@ -186,8 +198,8 @@ async def read_crops(crops: list[np.ndarray], run_rec: Network, characters: list
     batches = rec_batches(crops, p)
     outputs = await asyncio.gather(*(run_rec(batch) for _, batch in batches))
     results: list = [("", 0.0)] * len(crops)
-    for (idx, _), preds in zip(batches, outputs, strict=True):
-        for i, decoded in zip(idx, ctc_decode(preds, characters), strict=True):
+    for (idx, _), (indices, probs) in zip(batches, outputs, strict=True):
+        for i, decoded in zip(idx, ctc_decode_steps(indices, probs, characters), strict=True):
             results[i] = decoded
     return results
 

@@ -58,10 +58,13 @@ class Bls:
         response = await self._request(model, inputs, outputs).async_exec()
         return self._unpack(model, response, outputs)
 
-    def network(self, model: str, input_name: str, output_name: str) -> Callable[[np.ndarray], Awaitable[np.ndarray]]:
-        """An awaitable one-input, one-output network: `await run(batch) -> output`."""
+    def network(self, model: str, input_name: str, outputs: str | Sequence[str]) -> Callable[[np.ndarray], Awaitable]:
+        """An awaitable one-input network: `await run(batch)` gives the
+        output named `outputs`, or the tuple of the outputs named in it."""
+        names = [outputs] if isinstance(outputs, str) else list(outputs)
 
-        async def run(batch: np.ndarray) -> np.ndarray:
-            return (await self.infer_async(model, {input_name: batch}, [output_name]))[output_name]
+        async def run(batch: np.ndarray):
+            found = await self.infer_async(model, {input_name: batch}, names)
+            return found[outputs] if isinstance(outputs, str) else tuple(found[name] for name in names)
 
         return run

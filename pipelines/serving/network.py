@@ -137,8 +137,10 @@ class OpenVinoSession:
         return ["CPU"]
 
     def run(self, outputs: Sequence[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        results = self.request.infer(feeds)
-        return [results[name] for name in outputs]
+        # shared outputs, then a copy of the requested ones only: an output
+        # nobody asked for (the recogniser's full softmax) is never copied
+        results = self.request.infer(feeds, share_outputs=True)
+        return [np.array(results[name], copy=True) for name in outputs]
 
 
 def check_tensors(context: ModelContext, engine) -> None:
@@ -159,9 +161,13 @@ class NetworkModel:
         self.outputs: list[TensorSpec] = context.outputs()
         self.engine = engine
 
-    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        results = self.engine.run([spec.name for spec in self.outputs], feeds)
-        return {spec.name: np.asarray(result, dtype=spec.numpy_type) for spec, result in zip(self.outputs, results)}
+    def _run(self, feeds: dict[str, np.ndarray], wanted: Sequence[TensorSpec]) -> dict[str, np.ndarray]:
+        results = self.engine.run([spec.name for spec in wanted], feeds)
+        return {spec.name: np.asarray(result, dtype=spec.numpy_type) for spec, result in zip(wanted, results)}
+
+    def wanted(self, requests: Sequence[RequestTensors]) -> list[TensorSpec]:
+        """The outputs any of `requests` asked for (a request naming none wants all)."""
+        return [spec for spec in self.outputs if any(tensors.wants(spec.name) for tensors in requests)]
 
     def __call__(self, requests: Sequence[RequestTensors]) -> list[dict[str, np.ndarray] | RequestError]:
         feeds = [{name: array for name, array in tensors.items() if array is not None} for tensors in requests]
@@ -170,14 +176,14 @@ class NetworkModel:
         for group in groups:
             batch, sizes = stack_batch([feeds[i] for i in group])
             try:
-                outputs = self._run(batch)
+                outputs = self._run(batch, self.wanted([requests[i] for i in group]))
             except Exception as error:  # the engine raises its own types
                 for i in group:
                     answers[i] = RequestError(f"model '{self.name}': {self.engine.engine} failed: {error}")
                 continue
             parts = split_batch(outputs, sizes) if self.batching else [outputs]
             for i, part in zip(group, parts, strict=True):
-                answers[i] = part
+                answers[i] = {name: array for name, array in part.items() if requests[i].wants(name)}
         return answers
 
 

@@ -12,10 +12,13 @@ so its BLS calls can be in flight together."""
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import inspect
 import json
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -128,6 +131,22 @@ def to_response(pb_utils, answer: dict[str, np.ndarray] | Exception):
 Process = Callable[[list[RequestTensors]], list]
 
 
+# python_backend's async_exec runs each BLS call on the event loop's default
+# executor, whose size is min(32, cores + 4): 6 threads on 2 cores, so an OCR
+# page's 10-15 recogniser groups were not in flight together, and calls
+# queued behind it measured ~500 ms stalls at concurrency 1.
+DEFAULT_BLS_MAX_IN_FLIGHT = 64
+_WIDENED: "weakref.WeakSet" = weakref.WeakSet()
+
+
+def widen_bls_executor(loop: asyncio.AbstractEventLoop, workers: int) -> None:
+    """Give `loop` a default executor of `workers` threads (once per loop):
+    how many async BLS calls of one stub can wait for their answers at once."""
+    if loop not in _WIDENED:
+        loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bls"))
+        _WIDENED.add(loop)
+
+
 class BatchModel:
     """Every request of an execute validated against the config (a wrong
     one is answered with its own error), the valid ones handed to `process`
@@ -138,6 +157,7 @@ class BatchModel:
         self.inputs = context.inputs()
         self.process = process
         self.is_async = inspect.iscoroutinefunction(process)
+        self.bls_workers = int(context.parameter("bls_max_in_flight") or DEFAULT_BLS_MAX_IN_FLIGHT)
 
     def validate(self, tensors: RequestTensors) -> RequestTensors:
         validate_request(tensors, self.inputs, self.context.max_batch_size)
@@ -156,6 +176,7 @@ class BatchModel:
         return [to_response(pb_utils, answer) for answer in answers]
 
     async def _execute_async(self, pb_utils, batch: Partition) -> list:
+        widen_bls_executor(asyncio.get_running_loop(), self.bls_workers)
         answers = await batch.run_async(self.process, context=f"model '{self.context.name}'")
         return [to_response(pb_utils, answer) for answer in answers]
 

@@ -51,7 +51,7 @@ import numpy as np
 from pipelines.image.decode import decode_image
 from pipelines.ocr.params import PARAMS, OcrParams
 from pipelines.ocr.pipeline import Networks, Prepared, prepare, read_picture
-from pipelines.ocr.recognize import Lines
+from pipelines.ocr.recognize import Lines, ctc_steps
 
 MODEL_FILES = {
     "det": "ch_PP-OCRv4_det_infer.onnx",
@@ -182,8 +182,9 @@ class OfflineOCR:
         return session.run(None, {session.get_inputs()[0].name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
 
     def _network(self, name: str):
-        async def run(batch: np.ndarray) -> np.ndarray:
-            return self.run(name, batch)
+        async def run(batch: np.ndarray):
+            output = self.run(name, batch)
+            return ctc_steps(output) if name == "rec" else output
 
         return run
 
