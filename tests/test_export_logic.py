@@ -175,12 +175,14 @@ def test_tensorrt_config_passes_the_linter(tmp_path, model):
     assert problems == []
     entry = models[model]
     custom = entry.custom["tensorrt"]
-    found = check_config(custom, models) + check_custom_interface(custom, entry)
+    # an internal model's callers (called_by) are the real repository's
+    repository = {**load_repository(REPO)[0], **models}
+    found = check_config(custom, repository) + check_custom_interface(custom, entry)
     assert [str(f) for f in found] == []
     # the same checks catch a custom config without its plan
     (folder / "1" / "model.plan").unlink()
     assert [f.message for f in check_basics(custom)] == ["1/model.plan is missing (run `make export`)"]
-    assert check_batching_convention(custom) == []
+    assert check_batching_convention(custom, repository) == []
 
 
 def test_tensorrt_config_of_a_real_onnx_model_lints_clean(tmp_path):

@@ -81,6 +81,27 @@ def test_unbounded_queue(repo):
     assert_found(repo, "datatypes_model1", "dynamic_batching.default_queue_policy.max_queue_size", "bounded")
 
 
+INTERNAL = 'default_queue_policy { max_queue_size: 64 }\n}\nparameters [ { key: "called_by" value: { string_value: "%s" } } ]'
+
+
+def test_internal_model_keeps_no_queue_policy(repo):
+    # datatypes_model2, a later step of the datatypes ensemble, made internal
+    edit(repo, "datatypes_model2", "default_queue_policy { max_queue_size: 64 }\n}", INTERNAL % "datatypes")
+    assert_found(repo, "datatypes_model2", "dynamic_batching.default_queue_policy", "prefetching")
+    edit(repo, "datatypes_model2", "default_queue_policy { max_queue_size: 64 }\n", "")
+    assert findings(repo) == []
+
+
+def test_internal_model_names_its_callers(repo):
+    edit(repo, "datatypes_model2", "default_queue_policy { max_queue_size: 64 }\n}", (INTERNAL % "datatypes, nowhere").replace("default_queue_policy { max_queue_size: 64 }\n", ""))
+    assert_found(repo, "datatypes_model2", "parameters.called_by", "'nowhere' is no model")
+    edit(repo, "datatypes_model2", "datatypes, nowhere", "datatypes_onnx")
+    # the ensemble that runs it is not named, and datatypes_onnx, called directly, has a bounded queue
+    assert [(f, m) for _, f, m in findings(repo)] == [("parameters.called_by", "ensemble 'datatypes' runs it as a step but is not named")]
+    edit(repo, "datatypes_onnx", "max_queue_size: 64", "")
+    assert_found(repo, "datatypes_model2", "parameters.called_by", "caller 'datatypes_onnx' has no bounded queue")
+
+
 def test_entry_point_needs_a_queue_timeout(repo):
     # datatypes_model1 reads the ensemble's inputs; datatypes_onnx is called directly
     edit(repo, "datatypes_model1", "default_timeout_microseconds: 10000000", "")

@@ -15,10 +15,14 @@ from typing import Sequence
 
 @dataclass(frozen=True)
 class ModelStats:
-    """Cumulative counters of a model's latest version."""
+    """Cumulative counters of a model's latest version. `queue_ns` is summed
+    over requests; `compute_ns` over executions (Triton's batch statistics:
+    in its per-request statistics every request of a batch is charged the
+    whole batch's compute, which over-counts a batching model's time)."""
 
     inferences: int = 0
     executions: int = 0
+    requests: int = 0
     queue_ns: int = 0
     compute_ns: int = 0
 
@@ -26,22 +30,31 @@ class ModelStats:
         return ModelStats(*(getattr(self, f.name) - getattr(other, f.name) for f in fields(self)))
 
     def per_execution(self) -> str:
-        executions = max(self.executions, 1)
+        executions, requests = max(self.executions, 1), max(self.requests, 1)
         return (
-            f"{self.inferences / executions:.1f} items/exec, queue {self.queue_ns / executions / 1e6:.1f} ms, "
-            f"compute {self.compute_ns / executions / 1e6:.1f} ms"
+            f"{self.inferences / executions:.1f} items/exec, queue {self.queue_ns / requests / 1e6:.1f} ms/request, "
+            f"compute {self.compute_ns / executions / 1e6:.1f} ms/exec"
         )
+
+
+COMPUTE_PHASES = ("compute_input", "compute_infer", "compute_output")
 
 
 def read(client, model: str) -> ModelStats:
     """`client`: a tritonclient.http InferenceServerClient."""
     entry = client.get_inference_statistics(model_name=model)["model_stats"][0]
     stats = entry.get("inference_stats", {})
+    batches = entry.get("batch_stats") or []
+    if batches:
+        compute = sum(int(batch.get(k, {}).get("ns", 0)) for batch in batches for k in COMPUTE_PHASES)
+    else:  # ensembles keep no batch statistics
+        compute = sum(int(stats.get(k, {}).get("ns", 0)) for k in COMPUTE_PHASES)
     return ModelStats(
         inferences=int(entry.get("inference_count", 0)),
         executions=int(entry.get("execution_count", 0)),
+        requests=int(stats.get("success", {}).get("count", 0)),
         queue_ns=int(stats.get("queue", {}).get("ns", 0)),
-        compute_ns=sum(int(stats.get(k, {}).get("ns", 0)) for k in ("compute_input", "compute_infer", "compute_output")),
+        compute_ns=compute,
     )
 
 
@@ -81,5 +94,5 @@ def since(client, model: str, before: ModelStats, expected: int, timeout: float 
 
 def time_shares(before: dict[str, ModelStats], after: dict[str, ModelStats]) -> str:
     """Per model between two `read_all` readings: items per execution, mean
-    queue and compute milliseconds per execution."""
+    queue milliseconds per request and compute milliseconds per execution."""
     return "; ".join(f"{model} {(after[model] - before[model]).per_execution()}" for model in after)

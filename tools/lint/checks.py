@@ -184,15 +184,29 @@ def check_basics(entry: ModelEntry) -> list[Finding]:
     return found
 
 
-def check_batching_convention(entry: ModelEntry) -> list[Finding]:
+CALLED_BY = "called_by"
+
+
+def callers(entry: ModelEntry) -> list[str]:
+    """The models named in the `called_by` parameter of an internal model
+    (one that only the repository's own ensembles and BLS models send to)."""
+    if CALLED_BY not in entry.config.parameters:
+        return []
+    return [name.strip() for name in entry.config.parameters[CALLED_BY].string_value.split(",") if name.strip()]
+
+
+def check_batching_convention(entry: ModelEntry, models: dict[str, ModelEntry] | None = None) -> list[Finding]:
     """Every batching model declares dynamic batching with a bounded queue,
-    so an overloaded model rejects at once instead of queueing without limit."""
+    so an overloaded model rejects at once instead of queueing without limit;
+    an internal model (`called_by`) is bounded by its callers instead."""
     cfg, path = entry.config, entry.config_path
     if entry.is_ensemble:
         if cfg.HasField("dynamic_batching"):
             found = [Finding(path, "dynamic_batching", "ensembles cannot batch; batch in the composing models")]
             return found
         return []
+    if callers(entry):
+        return check_internal(entry, models or {})
     if cfg.max_batch_size <= 0:
         return []
     if not cfg.HasField("dynamic_batching"):
@@ -203,6 +217,42 @@ def check_batching_convention(entry: ModelEntry) -> list[Finding]:
     return []
 
 
+def bounded_upstream(model: ModelEntry, models: dict[str, ModelEntry]) -> bool:
+    """What `model` is sent is bounded: an ensemble or its step (bounded by
+    the ensemble's entry stage), an internal model, or a bounded queue."""
+    if model.is_ensemble or callers(model) or model.config.dynamic_batching.default_queue_policy.max_queue_size > 0:
+        return True
+    return any(other.is_ensemble and any(step.model_name == model.folder.name for step in other.config.ensemble_scheduling.step) for other in models.values())
+
+
+def check_internal(entry: ModelEntry, models: dict[str, ModelEntry]) -> list[Finding]:
+    """An internal model keeps no queue policy: any size, timeout or override
+    turns Triton's payload prefetching off, and without it a batch queued
+    while every instance runs can wait ~500 ms for a wake-up (README,
+    "Batcher wake-ups"). Its callers exist, every ensemble that runs it as a
+    step is named, and each caller is bounded (`bounded_upstream`)."""
+    cfg, path = entry.config, entry.config_path
+    field_name = f"parameters.{CALLED_BY}"
+    found = []
+    if cfg.HasField("dynamic_batching") and (
+        cfg.dynamic_batching.HasField("default_queue_policy") or cfg.dynamic_batching.priority_levels
+    ):
+        found.append(
+            Finding(path, "dynamic_batching.default_queue_policy", "an internal model (called_by) keeps no queue policy: it turns Triton's payload prefetching off")
+        )
+    named = callers(entry)
+    for name in named:
+        caller = models.get(name)
+        if caller is None:
+            found.append(Finding(path, field_name, f"'{name}' is no model of this repository"))
+        elif not bounded_upstream(caller, models):
+            found.append(Finding(path, field_name, f"caller '{name}' has no bounded queue and is no ensemble's step, so nothing bounds this one"))
+    for name, other in models.items():
+        if other.is_ensemble and name not in named and any(step.model_name == entry.folder.name for step in other.config.ensemble_scheduling.step):
+            found.append(Finding(path, field_name, f"ensemble '{name}' runs it as a step but is not named"))
+    return found
+
+
 def entry_points(models: dict[str, ModelEntry]) -> set[str]:
     """The models a request from outside reaches first: every non-ensemble
     model that is no ensemble's step (called by clients or by BLS, which a
@@ -211,7 +261,7 @@ def entry_points(models: dict[str, ModelEntry]) -> set[str]:
     steps = {
         step.model_name: entry for entry in models.values() if entry.is_ensemble for step in entry.config.ensemble_scheduling.step
     }
-    found = {name for name, entry in models.items() if not entry.is_ensemble and name not in steps}
+    found = {name for name, entry in models.items() if not entry.is_ensemble and name not in steps and not callers(entry)}
     for name, entry in models.items():
         if not entry.is_ensemble or name in steps:
             continue
@@ -433,7 +483,7 @@ def check_engine_config(entry: ModelEntry, base: ModelEntry) -> list[Finding]:
 
 def check_config(entry: ModelEntry, models: dict[str, ModelEntry], entries: set[str] = frozenset()) -> list[Finding]:
     """The checks every config file gets, config.pbtxt or custom."""
-    found = check_basics(entry) + check_batching_convention(entry) + check_timeouts(entry, entries)
+    found = check_basics(entry) + check_batching_convention(entry, models) + check_timeouts(entry, entries)
     return found + check_ensemble(entry, models) + check_onnx(entry) + check_openvino(entry)
 
 
