@@ -130,7 +130,7 @@ def documents_table(server, concurrencies, seconds: float) -> tuple[Table, list[
     summary = [
         f"Served lines: {same_lines('rapidocr-onnxruntime', served, onnxruntime_lines)}; "
         f"{same_lines('rapidocr-openvino forced to f32', served, openvino_f32_lines)}; {same_lines('rapidocr-openvino', served, openvino_lines)} "
-        "(its default precision is bf16 on CPUs with AMX-BF16, f32 elsewhere).",
+        "(its default precision is bf16 on CPUs with AVX512_BF16 or AMX, f32 elsewhere).",
         f"Ceiling on {cores} cores: {limit:.2f} pages/s ({how}, measured at concurrency 1); "
         f"the best served throughput, {best:.2f} pages/s, is {best / limit:.0%} of it.",
     ]

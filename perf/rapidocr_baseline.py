@@ -20,7 +20,7 @@ from pathlib import Path
 
 def force_f32() -> None:
     """RapidOCR's OpenVINO sessions compiled with INFERENCE_PRECISION_HINT f32
-    (what the served openvino backend uses): on CPUs with AMX-BF16 the
+    (what the served openvino backend uses): on CPUs with AVX512_BF16 or AMX the
     default hint is bf16, faster and with other numerics."""
     from openvino.runtime import Core
 

@@ -94,7 +94,7 @@ OPENVINO_PROPERTIES = {"PERFORMANCE_HINT": str, "NUM_STREAMS": str, "INFERENCE_N
 def openvino_properties(config: dict) -> dict:
     """compile_model properties from the config's parameters. f32 unless the
     config says otherwise: the CPU plugin otherwise picks bf16 on CPUs with
-    AMX, and the outputs would no longer match the reference."""
+    AVX512_BF16 or AMX, and the outputs would no longer match the reference."""
     parameters = config.get("parameters", {})
     # no thread pinning: each instance is a stub process of its own and the
     # plugin, pinning as if it owned the machine, puts the single-thread
