@@ -128,8 +128,9 @@ def test_openvino_bad_request_fails_alone(both_engines):
 
 @pytest.fixture
 def openvino_repo(tmp_path):
-    folder = tmp_path / "ocr_cls"
-    shutil.copytree(MODEL_REPOSITORY / "ocr_cls", folder, symlinks=True)
+    # the orientation pipeline, whose network is served by openvino
+    for model in ("image_decode", "orientation_preprocess", "orientation_classifier", "orientation"):
+        shutil.copytree(MODEL_REPOSITORY / model, tmp_path / model, symlinks=True)
     return tmp_path
 
 
@@ -141,7 +142,7 @@ def _edit(path, old, new):
 
 def test_lint_openvino_rules(openvino_repo):
     assert [str(f) for f in lint_repository(openvino_repo)] == []
-    config = openvino_repo / "ocr_cls" / "config.pbtxt"
+    config = openvino_repo / "orientation_classifier" / "config.pbtxt"
     _edit(config, '{ key: "ENABLE_BATCH_PADDING" value: { string_value: "YES" } }', '{ key: "ENABLE_BATCH_PADDING" value: { string_value: "NO" } }')
     _edit(config, "kind: KIND_CPU", "kind: KIND_GPU")
     found = {(f.field, f.path.split("/")[-1]) for f in lint_repository(openvino_repo)}
