@@ -140,11 +140,6 @@ def ctc_decode_steps(indices: np.ndarray, probs: np.ndarray, characters: list[st
     return results
 
 
-def ctc_decode(preds: np.ndarray, characters: list[str]) -> list[tuple[str, float]]:
-    """CTCLabelDecode on the recogniser's softmax [n,T,C]."""
-    return ctc_decode_steps(*ctc_steps(preds), characters)
-
-
 @dataclass
 class Lines:
     """The text lines of one picture in reading order: boxes [N,4,2] float32

@@ -132,9 +132,9 @@ Process = Callable[[list[RequestTensors]], list]
 
 
 # python_backend's async_exec runs each BLS call on the event loop's default
-# executor, whose size is min(32, cores + 4): 6 threads on 2 cores, so an OCR
-# page's 10-15 recogniser groups were not in flight together, and calls
-# queued behind it measured ~500 ms stalls at concurrency 1.
+# executor, whose size is min(32, cores + 4): 6 threads on 2 cores, fewer
+# than an OCR page's 10-15 recogniser groups, which are meant to be in
+# flight together.
 DEFAULT_BLS_MAX_IN_FLIGHT = 64
 _WIDENED: "weakref.WeakSet" = weakref.WeakSet()
 

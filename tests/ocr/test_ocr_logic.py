@@ -35,7 +35,7 @@ from pipelines.ocr.recognize import (
     classify_crops,
     cls_input,
     crop,
-    ctc_decode,
+    ctc_decode_steps,
     ctc_steps,
     read_crops,
     rec_input,
@@ -48,6 +48,12 @@ BOX_TOLERANCE_PX = 2.0
 SCORE_TOLERANCE = 1e-3
 MIN_IDENTICAL = 0.99
 DEVIATING_FORMATS = {"palette", "grey_16_bit", "cmyk_jpeg"}  # pipelines.image.decode.RAPID_DEVIATIONS
+
+
+def ctc_decode(preds: np.ndarray, characters: list[str]) -> list[tuple[str, float]]:
+    """CTC decoding of a softmax [n,T,C], as the served pipeline does it from
+    the recogniser's in-graph reductions."""
+    return ctc_decode_steps(*ctc_steps(preds), characters)
 
 
 # ---------------------------------------------------------------- fixtures

@@ -195,7 +195,7 @@ def callers(entry: ModelEntry) -> list[str]:
     return [name.strip() for name in entry.config.parameters[CALLED_BY].string_value.split(",") if name.strip()]
 
 
-def check_batching_convention(entry: ModelEntry, models: dict[str, ModelEntry] | None = None) -> list[Finding]:
+def check_batching_convention(entry: ModelEntry, models: dict[str, ModelEntry]) -> list[Finding]:
     """Every batching model declares dynamic batching with a bounded queue,
     so an overloaded model rejects at once instead of queueing without limit;
     an internal model (`called_by`) is bounded by its callers instead."""
@@ -206,7 +206,7 @@ def check_batching_convention(entry: ModelEntry, models: dict[str, ModelEntry] |
             return found
         return []
     if callers(entry):
-        return check_internal(entry, models or {})
+        return check_internal(entry, models)
     if cfg.max_batch_size <= 0:
         return []
     if not cfg.HasField("dynamic_batching"):
@@ -217,12 +217,19 @@ def check_batching_convention(entry: ModelEntry, models: dict[str, ModelEntry] |
     return []
 
 
+def ensembles_running(model: str, models: dict[str, ModelEntry]) -> set[str]:
+    """The ensembles that have `model` as a step."""
+    return {
+        name for name, other in models.items() if other.is_ensemble and any(step.model_name == model for step in other.config.ensemble_scheduling.step)
+    }
+
+
 def bounded_upstream(model: ModelEntry, models: dict[str, ModelEntry]) -> bool:
     """What `model` is sent is bounded: an ensemble or its step (bounded by
     the ensemble's entry stage), an internal model, or a bounded queue."""
     if model.is_ensemble or callers(model) or model.config.dynamic_batching.default_queue_policy.max_queue_size > 0:
         return True
-    return any(other.is_ensemble and any(step.model_name == model.folder.name for step in other.config.ensemble_scheduling.step) for other in models.values())
+    return bool(ensembles_running(model.folder.name, models))
 
 
 def check_internal(entry: ModelEntry, models: dict[str, ModelEntry]) -> list[Finding]:
@@ -247,9 +254,8 @@ def check_internal(entry: ModelEntry, models: dict[str, ModelEntry]) -> list[Fin
             found.append(Finding(path, field_name, f"'{name}' is no model of this repository"))
         elif not bounded_upstream(caller, models):
             found.append(Finding(path, field_name, f"caller '{name}' has no bounded queue and is no ensemble's step, so nothing bounds this one"))
-    for name, other in models.items():
-        if other.is_ensemble and name not in named and any(step.model_name == entry.folder.name for step in other.config.ensemble_scheduling.step):
-            found.append(Finding(path, field_name, f"ensemble '{name}' runs it as a step but is not named"))
+    for name in sorted(ensembles_running(entry.folder.name, models) - set(named)):
+        found.append(Finding(path, field_name, f"ensemble '{name}' runs it as a step but is not named"))
     return found
 
 
