@@ -6,7 +6,10 @@ served with every network of it set to one variant (engine, threads, ONNX
 Runtime's intra-op spinning), and perf_analyzer drives the entry model at
 concurrency 4 with real inputs; Triton's statistics give each network's
 compute time per execution over that run. Alone: each network in one
-process, one engine session, a fixed input, ms per call.
+process, one engine session at a time: the OCR networks on their real calls
+for the text-dense document pages (ms per page), the others on a fixed input
+(ms per call), OpenVINO also at bf16 (its default on CPUs with AVX512_BF16 or
+AMX; not served, it changes the answers).
 
     make perf PERF_ARGS=engines     # writes perf/results/engines.md
     PERF_ENGINES_PIPELINES=ocr,orientation make perf PERF_ARGS=engines   # a subset
@@ -28,7 +31,7 @@ import numpy as np
 
 from perf.harness import picture_inputs, run_perf_analyzer, text_inputs
 from perf.instance_sweep import linked_copy
-from perf.report import Report, Row, Table
+from perf.report import Report, Table
 from tools import pbtxt, triton_stats
 from tools.engine_configs import engine_config, engine_of
 from tools.paths import MODEL_REPOSITORY
@@ -43,11 +46,13 @@ class Variant:
     engine: str
     threads: int
     spinning: bool = True  # ONNX Runtime's intra-op pool only
+    precision: str = "f32"  # OpenVINO's inference precision only
 
     @property
     def label(self) -> str:
         spin = "" if self.engine != "onnxruntime" else (", spinning" if self.spinning else ", no spinning")
-        return f"{self.engine} {self.threads} thread{'s' if self.threads > 1 else ''}{spin}"
+        precision = "" if self.precision == "f32" else f", {self.precision}"
+        return f"{self.engine} {self.threads} thread{'s' if self.threads > 1 else ''}{spin}{precision}"
 
 
 VARIANTS = [
@@ -65,7 +70,8 @@ SHORT_VARIANTS = [Variant("onnxruntime", 2, True), Variant("onnxruntime", 1, Tru
 def variant_config(config_text: str, variant: Variant) -> str:
     text = config_text if engine_of(pbtxt.parse(config_text)) == variant.engine else engine_config(config_text, variant.engine)
     if variant.engine == "openvino":
-        return pbtxt.set_parameter(text, "INFERENCE_NUM_THREADS", str(variant.threads))
+        text = pbtxt.set_parameter(text, "INFERENCE_NUM_THREADS", str(variant.threads))
+        return text if variant.precision == "f32" else pbtxt.set_parameter(text, "INFERENCE_PRECISION_HINT", variant.precision)
     text = pbtxt.set_parameter(text, "intra_op_thread_count", str(variant.threads))
     return pbtxt.set_parameter(text, "session.intra_op.allow_spinning", "1" if variant.spinning else "0")
 
@@ -149,54 +155,110 @@ def in_pipeline(pipeline: Pipeline, seconds: float) -> tuple[Table, list[str]]:
 
 # --------------------------------------------------------------- alone
 
+# networks timed on a fixed input: ms per call
 ALONE_INPUTS = {
-    "ocr_det": {"x": (1, 3, 736, 960)},
-    "ocr_rec": {"x": (6, 3, 48, 320)},
-    "ocr_cls": {"x": (6, 3, 48, 192)},
-    "orientation_classifier": {"x": (1, 3, 224, 224)},
+    "orientation_classifier": {"x": (4, 3, 224, 224)},
     "vit_model": {"pixel_values": (1, 3, 224, 224)},
     "clip_image_encoder": {"pixel_values": (1, 3, 224, 224)},
 }
+ALONE_VARIANTS = (
+    Variant("onnxruntime", 1, False),
+    Variant("onnxruntime", 2, False),
+    Variant("openvino", 1),
+    Variant("openvino", 2),
+    Variant("openvino", 2, precision="bf16"),
+)
 
 
-def _context(network: str, variant: Variant):
+def network_context(network: str, variant: Variant):
     from pipelines.serving.python_model import ModelContext
 
     text = variant_config((MODEL_REPOSITORY / network / "config.pbtxt").read_text(), variant)
     return ModelContext(config=pbtxt.as_json(pbtxt.parse(text)), model_dir=MODEL_REPOSITORY / network)
 
 
-def alone(seconds: float) -> Table:
+def document_calls() -> tuple[int, dict[str, list[dict[str, np.ndarray]]]]:
+    """The OCR networks' real calls on the text-dense document pages, in the
+    order the composition makes them (the detector's inputs, the classifier
+    and recogniser groups): (pages, {network: [feeds, ...]})."""
+    from pipelines.ocr import models
+    from tools.references.ocr import OfflineOCR
+    from tools.testsets.documents import pages
+
+    names = {"det": (models.DET_MODEL, models.DET_INPUT), "cls": (models.CLS_MODEL, models.CLS_INPUT), "rec": (models.REC_MODEL, models.REC_INPUT)}
+    calls: dict[str, list] = {model: [] for model, _ in names.values()}
+    reference = OfflineOCR()
+    run = reference.run
+
+    def recording(name: str, batch: np.ndarray) -> np.ndarray:
+        model, input_name = names[name]
+        calls[model].append({input_name: np.ascontiguousarray(batch, dtype=np.float32)})
+        return run(name, batch)
+
+    reference.run = recording
+    documents = pages()
+    for page in documents:
+        reference(page.data)
+    return len(documents), calls
+
+
+def _ms_per_pass(engine, outputs: list[str], feeds_list: list[dict[str, np.ndarray]]) -> float:
+    engine.run(outputs, feeds_list[0])  # first call: allocations, kernel selection
+    start = time.perf_counter()
+    for feeds in feeds_list:
+        engine.run(outputs, feeds)
+    return (time.perf_counter() - start) * 1000
+
+
+def alone(seconds: float) -> str:
+    """Per network and variant: the OCR networks in ms per document page
+    (their real calls), the others in ms per call on a fixed input; one
+    process, one engine at a time. A markdown table."""
+    from pipelines.ocr import models
     from pipelines.serving.network import ENGINES
 
-    rows = []
-    for network, shapes in ALONE_INPUTS.items():
-        rng = np.random.default_rng(0)
-        for variant in (Variant("onnxruntime", 2, True), Variant("onnxruntime", 1, True), Variant("openvino", 2), Variant("openvino", 1)):
-            engine = ENGINES[variant.engine](_context(network, variant))
-            feeds = {name: rng.random(shape, dtype=np.float32) for name, shape in shapes.items() if name in engine.input_names}
-            if len(feeds) != len(shapes):
-                break  # the network's input names changed: skip rather than measure something else
-            outputs = sorted(engine.output_names)[:1]
-            engine.run(outputs, feeds)
-            calls, start = 0, time.perf_counter()
-            while time.perf_counter() - start < seconds:
-                engine.run(outputs, feeds)
-                calls += 1
-            elapsed = time.perf_counter() - start
-            rows.append(Row(f"{network} {'x'.join(map(str, next(iter(shapes.values()))))}, {variant.label}", None, calls / elapsed, p50_ms=elapsed / calls * 1000))
+    pages, calls = document_calls()
+    wanted = {models.DET_MODEL: [models.DET_OUTPUT], models.CLS_MODEL: [models.CLS_OUTPUT], models.REC_MODEL: [models.REC_INDICES, models.REC_SCORES]}
+    rng = np.random.default_rng(0)
+    fixed = {network: [{name: rng.random(shape, dtype=np.float32) for name, shape in shapes.items()}] for network, shapes in ALONE_INPUTS.items()}
+    lines = [
+        "| network | measured on | " + " | ".join(v.label for v in ALONE_VARIANTS) + " |",
+        "|---|---|" + "---|" * len(ALONE_VARIANTS),
+    ]
+    for network in [*calls, *fixed]:
+        cells = []
+        for variant in ALONE_VARIANTS:
+            engine = ENGINES[variant.engine](network_context(network, variant))
+            if network in calls:
+                ms = _ms_per_pass(engine, wanted[network], calls[network]) / pages
+            else:
+                feeds = fixed[network]
+                outputs = sorted(engine.output_names)[:1]
+                passes, start = 0, time.perf_counter()
+                while time.perf_counter() - start < seconds:
+                    _ms_per_pass(engine, outputs, feeds)
+                    passes += 1
+                ms = (time.perf_counter() - start) * 1000 / max(2 * passes, 1)
+            cells.append(f"{ms:.1f}")
             del engine
-    return Table("Each network alone, one process, ms per call (p50 column: mean ms per call)", "calls", rows)
+        shape = "x".join(map(str, next(iter(ALONE_INPUTS[network].values())))) if network in fixed else ""
+        where = f"ms per document page ({sum(len(c) for c in calls[network])} calls / {pages} pages)" if network in calls else f"ms per call, {shape}"
+        lines.append(f"| {network} | {where} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def run(server, concurrencies, quick: bool = False) -> Report:
     only = tuple(filter(None, os.environ.get("PERF_ENGINES_PIPELINES", "").split(",")))
     seconds = 8 if quick else 15
-    tables, notes = [alone(2 if quick else 4)], []
+    tables, notes = [], []
+    per_call = alone(2 if quick else 4)
     for pipeline in PIPELINES:
         if only and pipeline.entry not in only:
             continue
         table, found = in_pipeline(pipeline, seconds)
         tables.append(table)
         notes += found
-    return Report(tables, ["In the pipeline (compute per execution from Triton's statistics, same run):\n\n" + "\n".join(notes)])
+    return Report(tables, [
+        "Each network alone, one process, one engine at a time (f32 unless marked):\n\n" + per_call,
+        "In the pipeline (compute per execution from Triton's statistics, same run):\n\n" + "\n".join(notes),
+    ])

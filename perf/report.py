@@ -103,6 +103,9 @@ def plot(report: Report, path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if not report.tables:
+        return
+
     figure, axes = plt.subplots(1, len(report.tables), figsize=(6.5 * len(report.tables), 4.8), squeeze=False)
     for axis, table in zip(axes[0], report.tables):
         systems = list(dict.fromkeys(r.system for r in table.rows))
