@@ -116,6 +116,7 @@ def parts_ceiling(pages: list[bytes], cores: int) -> tuple[float, str, list[list
     from pipelines.ocr import models
     from pipelines.ocr.pipeline import Networks, prepare, read_picture
     from pipelines.serving.network import ENGINES
+    from pipelines.serving.python_model import ModelContext
     from tools import pbtxt
     from tools.engine_configs import engine_of
     from tools.paths import MODEL_REPOSITORY
@@ -135,12 +136,13 @@ def parts_ceiling(pages: list[bytes], cores: int) -> tuple[float, str, list[list
 
         return run
 
-    characters = MODEL_REPOSITORY / "ocr_recognize" / "1" / models.CHARACTERS_FILE
+    recognize = MODEL_REPOSITORY / "ocr_recognize"
+    recognize_context = ModelContext(config=pbtxt.as_json(pbtxt.parse((recognize / "config.pbtxt").read_text())), model_dir=recognize)
     nets = Networks(
         det=network(models.DET_MODEL, models.DET_INPUT, models.DET_OUTPUT),
         cls=network(models.CLS_MODEL, models.CLS_INPUT, models.CLS_OUTPUT),
         rec=network(models.REC_MODEL, models.REC_INPUT, (models.REC_INDICES, models.REC_SCORES)),
-        characters=characters.read_text(encoding="utf-8").split("\n"),
+        characters=models.read_characters(recognize_context),
     )
     best: dict[str, float] | None = None
     for _ in range(2):
