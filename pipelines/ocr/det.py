@@ -4,12 +4,14 @@ RapidOCR 1.4.4 does them (main.py, ch_ppocr_det)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import cv2
 import numpy as np
 import pyclipper
 from shapely.geometry import Polygon
 
+from pipelines.image.lut import apply_tables, channel_tables
 from pipelines.ocr.params import PARAMS, OcrParams
 
 
@@ -85,15 +87,26 @@ def det_scale(h: int, w: int, p: OcrParams = PARAMS) -> float:
     return limit / (h if h < w else w) if min(h, w) < limit else 1.0
 
 
+def det_normalize(pixels: np.ndarray, mean: tuple, std: tuple) -> np.ndarray:
+    """DetPreProcess's normalisation: x/255, (x - mean) / std in float64, then float32."""
+    return ((pixels.astype("float32") * (1 / 255.0) - np.array(mean)) / np.array(std)).astype(np.float32)
+
+
+@lru_cache(maxsize=4)
+def _det_tables(mean: tuple, std: tuple) -> np.ndarray:
+    return channel_tables(lambda pixels: det_normalize(pixels, mean, std))
+
+
 def det_input(img: np.ndarray, p: OcrParams = PARAMS) -> np.ndarray:
     """DetPreProcess: resize by `det_scale` to multiples of 32 (each side
-    int() then rounded), x/255, (x - mean) / std in float64, then float32 NCHW
-    [1,3,H,W]."""
+    int() then rounded), then `det_normalize`: float32 NCHW [1,3,H,W]. On
+    uint8 pictures it runs as per-channel tables (bit for bit the same
+    floats, an eighth of the time)."""
     h, w = img.shape[:2]
     resized, _, _ = _resize_to_32(img, det_scale(h, w, p))
-    mean, std = np.array(p.det_mean), np.array(p.det_std)
-    normalized = (resized.astype("float32") * (1 / 255.0) - mean) / std
-    return normalized.transpose(2, 0, 1)[None].astype(np.float32)
+    if resized.dtype != np.uint8:  # exact decoding keeps 16-bit samples
+        return np.ascontiguousarray(det_normalize(resized, p.det_mean, p.det_std).transpose(2, 0, 1)[None])
+    return apply_tables(resized[None], _det_tables(tuple(p.det_mean), tuple(p.det_std)))
 
 
 def _mini_box(contour: np.ndarray) -> tuple[np.ndarray, float]:

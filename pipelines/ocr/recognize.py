@@ -40,16 +40,28 @@ def crop(img: np.ndarray, points: np.ndarray) -> np.ndarray:
     return out
 
 
+def crop_normalize(pixels: np.ndarray) -> np.ndarray:
+    """resize_norm_img's scaling to [-1, 1]: float32 x / 255, - 0.5, / 0.5."""
+    scaled = pixels.astype("float32") / 255
+    scaled -= 0.5
+    scaled /= 0.5
+    return scaled
+
+
+_CROP_TABLE = crop_normalize(np.arange(256, dtype=np.uint8))
+"""`crop_normalize` of every byte value: indexing it gives the same floats."""
+
+
 def _resize_pad(img: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Resize to `height` keeping the aspect ratio (at most `width`), scale to
-    [-1, 1], pad with zeros on the right: CHW float32."""
+    """Resize to `height` keeping the aspect ratio (at most `width`), scale
+    with `crop_normalize`, pad with zeros on the right: CHW float32."""
     ratio = img.shape[1] / float(img.shape[0])
     resized_w = width if math.ceil(height * ratio) > width else int(math.ceil(height * ratio))
-    resized = cv2.resize(img, (resized_w, height)).astype("float32").transpose((2, 0, 1)) / 255
-    resized -= 0.5
-    resized /= 0.5
+    resized = cv2.resize(img, (resized_w, height))
+    # uint8 crops through the table (the same floats); exact decoding's 16-bit ones by the formula
+    scaled = cv2.LUT(resized, _CROP_TABLE) if resized.dtype == np.uint8 else crop_normalize(resized)
     padded = np.zeros((3, height, width), dtype=np.float32)
-    padded[:, :, :resized_w] = resized
+    padded[:, :, :resized_w] = scaled.transpose((2, 0, 1))
     return padded
 
 
