@@ -23,6 +23,7 @@ from typing import Awaitable, Callable
 import cv2
 import numpy as np
 
+from pipelines.image.lut import channel_tables
 from pipelines.ocr.params import PARAMS, OcrParams
 
 
@@ -48,8 +49,8 @@ def crop_normalize(pixels: np.ndarray) -> np.ndarray:
     return scaled
 
 
-_CROP_TABLE = crop_normalize(np.arange(256, dtype=np.uint8))
-"""`crop_normalize` of every byte value: indexing it gives the same floats."""
+_CROP_TABLE = channel_tables(crop_normalize, channels=1)[0]
+"""`crop_normalize` of every byte value (one table for all channels)."""
 
 
 def _resize_pad(img: np.ndarray, height: int, width: int) -> np.ndarray:
