@@ -190,8 +190,9 @@ def test_killing_a_replica_mid_run_loses_no_request(replicas):
         )
         log = (workdir / "access.log").read_text().splitlines()
         moved = sum(1 for line in log if ", " in line.split("|")[2] and line.split("|")[1] == "200")
-        cut = sum(1 for line in log if line.split("|")[1] == "502")
-        print(f"nginx moved {moved} requests to the other replica; {cut} gRPC calls cut off in flight (502 -> UNAVAILABLE), retried by the client")
+        # a gRPC call cut off in flight: nginx's 502, answered as a trailers-only UNAVAILABLE (logged 204)
+        cut = sum(1 for line in log if line.split("|")[1] in ("204", "502"))
+        print(f"nginx moved {moved} requests to the other replica; {cut} gRPC calls cut off in flight (UNAVAILABLE), retried by the client")
         assert not traffic.failures, (f"t0 {t0:.2f} killed {killed_at:.2f} restart {restart_at:.2f} restarted {restarted_at:.2f}", traffic.failures[:5])
         assert {p for _, p in traffic.answers} == {"http", "grpc"}
         # throughput never stopped: answers in every second while one replica was down
@@ -202,4 +203,34 @@ def test_killing_a_replica_mid_run_loses_no_request(replicas):
         assert served_after.get(f"127.0.0.1:{first.http_port}", 0) + served_after.get(f"127.0.0.1:{first.grpc_port}", 0) > 0, served_after
     finally:
         nginx.terminate()
+        nginx.wait(10)
+
+
+def test_grpc_error_from_nginx_is_a_retryable_unavailable(tmp_path):
+    """nginx's own gRPC errors (here: the only replica refuses connections)
+    reach the client as a trailers-only UNAVAILABLE, the status its retry
+    policy retries; nginx's default 502 page would end the call uncommitted
+    to no retry. The retries show in nginx's access log."""
+    dead = f"127.0.0.1:{free_port()}"
+    http_port, grpc_port = free_port(), free_port()
+    nginx = start_nginx(tmp_path, nginx_config(tmp_path, [Replica(dead, dead)], http_port, grpc_port, fail_timeout=FAIL_TIMEOUT))
+    try:
+        client = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}", channel_args=GRPC_RETRY_CHANNEL_ARGS)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                client.is_server_live()
+            except Exception as error:  # noqa: BLE001 - the first refusal may be nginx still starting
+                status = error.status() if hasattr(error, "status") else ""
+                if "UNAVAILABLE" in str(status) and "replica unavailable" in error.message():
+                    break
+                assert time.monotonic() < deadline, f"{status} {error}"
+                time.sleep(0.2)
+            else:
+                pytest.fail("a call to a dead replica succeeded")
+        client.close()
+        attempts = [line for line in (tmp_path / "access.log").read_text().splitlines() if "ServerLive" in line]
+        assert len(attempts) >= 2, attempts  # gRPC's policy retried the UNAVAILABLE
+    finally:
+        os.killpg(nginx.pid, signal.SIGTERM)
         nginx.wait(10)

@@ -15,7 +15,10 @@ Retry policy:
   (connection refused, a dead keepalive connection). A request cut off in
   flight comes back as UNAVAILABLE, gRPC's retryable status, and the client
   retries it (`GRPC_RETRY_CHANNEL_ARGS`, gRPC's own retry policy), like any
-  gRPC client behind a Kubernetes Service.
+  gRPC client behind a Kubernetes Service. nginx's own error answers (502,
+  503, 504) go out as a trailers-only gRPC status 14 (`@grpc_unavailable`):
+  its default error page has a body, and a gRPC client that has received a
+  response with a body counts the call as committed and never retries it.
 - A replica that fails once is left out for `fail_timeout` seconds, then tried
   again (passive health check), so a restarted replica gets traffic back
   without any reconfiguration.
@@ -136,6 +139,17 @@ http {{
             grpc_read_timeout 300s;
             grpc_next_upstream error timeout http_502 http_503 non_idempotent;
             grpc_next_upstream_tries 2;
+            # nginx's own 502/503/504 page is a response with a body: a gRPC
+            # client takes it as committed and does not retry it
+            error_page 502 503 504 = @grpc_unavailable;
+        }}
+        # the same failure as a trailers-only gRPC status UNAVAILABLE, which
+        # the client's retry policy (GRPC_RETRY_CHANNEL_ARGS) does retry
+        location @grpc_unavailable {{
+            default_type application/grpc;
+            add_header grpc-status 14 always;
+            add_header grpc-message "replica unavailable (tools.balancer)" always;
+            return 204;
         }}
     }}
 }}
