@@ -231,5 +231,5 @@ def test_grpc_error_from_nginx_is_a_retryable_unavailable(tmp_path):
                 pytest.fail("a call to a dead replica succeeded")
         client.close()
     finally:
-        os.killpg(nginx.pid, signal.SIGTERM)
+        nginx.terminate()
         nginx.wait(10)
