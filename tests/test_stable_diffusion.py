@@ -5,7 +5,8 @@ generator=torch.Generator().manual_seed(seed), output_type="np", then
 (x * 255).round()): at least 99% of pixel values within 2 levels and PSNR
 at least 40 dB. The stream gives the plain model's picture after one
 response per step; a cancelled stream stops; bad requests fail alone with a
-message naming the tensor; a checkpoint of another size exported with
+message naming the tensor; a failing network call fails the requests that
+made it and nothing else; a checkpoint of another size exported with
 --source runs the same served code."""
 
 from __future__ import annotations
@@ -347,3 +348,77 @@ def test_streaming_model_sends_final_on_answer_error_cancel_and_unload():
     started = time.monotonic()
     model.finalize()
     assert time.monotonic() - started < 5 and long.get_response_sender().closed
+
+
+@pytest.fixture(scope="module")
+def pipeline_alone(tmp_path_factory):
+    """The pipeline's models on a server of their own, in explicit model
+    control (so a test may unload a network under it), one instance each."""
+    from perf.instance_sweep import linked_copy
+    from tools.pbtxt import edit_config
+    from tools.runtime.server import TritonServer
+
+    repo = tmp_path_factory.mktemp("sd-alone")
+    for model in (PLAIN, STREAM, "sd_text_encoder", "sd_unet", "sd_vae_decoder"):
+        linked_copy(MODEL_REPOSITORY / model, repo / model)
+    for model in (PLAIN, STREAM):
+        edit_config(repo / model / "config.pbtxt", instance_count=1, log=lambda _: None)
+    server = TritonServer(repositories=[repo], explicit_model_control=True)
+    server.start(timeout=300)
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    yield server, client
+    client.close()
+    server.stop()
+
+
+def wait_until(predicate, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_a_failing_network_call_fails_that_request_only(pipeline_alone):
+    """sd_unet unloaded under the pipeline: its BLS calls fail, so the
+    request running then and those sent then fail with a message naming
+    sd_unet (the stream still gets its FINAL flag); the pipeline's stubs
+    live on, and once sd_unet is back the same request gives the same pixels."""
+    from tools.runtime.watchdog import server_stubs
+
+    server, client = pipeline_alone
+    tensors = request(["a failing call"], steps=3, seed=9)
+    before = client.infer(PLAIN, make_inputs(grpcclient, tensors)).as_numpy("generated_image")
+    stubs = {s.pid for s in server_stubs(server.process.pid, {}) if s.model in (PLAIN, STREAM)}
+    assert len(stubs) == 2, stubs
+
+    answers = queue.Queue()
+    client.start_stream(callback=lambda result, error: answers.put((result, error)))
+    try:
+        client.async_stream_infer(STREAM, make_inputs(grpcclient, request(["a long one"], steps=999)), enable_empty_final_response=True)
+        result, error = answers.get(timeout=60)  # its first step ran
+        assert error is None, error
+        client.unload_model("sd_unet")
+        wait_until(lambda: not client.is_model_ready("sd_unet"))
+        failed = None
+        while failed is None:
+            result, error = answers.get(timeout=60)
+            if error is not None:
+                failed = str(error)
+            else:
+                assert not result.get_response().parameters["triton_final_response"].bool_param, "FINAL before the error"
+    finally:
+        client.stop_stream()
+    print(f"\nthe running stream failed with: {failed}")
+    assert "sd_unet" in failed, failed
+
+    with pytest.raises(InferenceServerException, match="sd_unet"):
+        client.infer(PLAIN, make_inputs(grpcclient, tensors))
+    with pytest.raises(InferenceServerException, match="sd_unet"):
+        stream_responses(client, tensors)
+
+    client.load_model("sd_unet")
+    wait_until(lambda: client.is_model_ready("sd_unet"))
+    after = client.infer(PLAIN, make_inputs(grpcclient, tensors)).as_numpy("generated_image")
+    assert np.array_equal(after, before)
+    assert "generated_image" in stream_responses(client, tensors)[-1]
+    assert {s.pid for s in server_stubs(server.process.pid, {}) if s.model in (PLAIN, STREAM)} == stubs, "a pipeline stub was replaced"
