@@ -201,7 +201,8 @@ def _pixels(image: Image.Image) -> np.ndarray:
 
 
 def _over_white(color: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """Contiguous uint8 HxW or HxWx3 colour, HxW alpha -> round((c * a + 255 * (255 - a)) / 255), which is
+    """Contiguous uint8 HxW or HxWx3 colour and HxW alpha ->
+    round((c * a + 255 * (255 - a)) / 255), which is
     255 - round(a * (255 - c) / 255): one OpenCV multiply with scale 1/255
     (a product over 255 never ends in .5, and float32 stays far closer than
     the 1/510 a wrong rounding would need; every (c, a) pair is tested)."""
