@@ -33,7 +33,6 @@ def apply_tables(pixels: np.ndarray, tables: np.ndarray) -> np.ndarray:
     out = np.empty((n, c, h, w), dtype=np.float32)
     rows = [np.ascontiguousarray(tables[channel]) for channel in range(c)]
     for index in range(n):
-        planes = cv2.split(pixels[index]) if c > 1 else [pixels[index, :, :, 0]]
-        for channel, plane in enumerate(planes):
+        for channel, plane in enumerate(cv2.split(pixels[index])):
             cv2.LUT(plane, rows[channel], dst=out[index, channel])
     return out
