@@ -25,7 +25,7 @@ from pathlib import Path
 from tools.object_storage import StorageError, check_access, is_remote
 from tools.paths import BUILD_DIR, MODEL_REPOSITORY
 from tools.runtime.distribution import assemble_backend_dir, assemble_lib_dir, find_distribution, server_environment
-from tools.runtime.watchdog import StubWatchdog
+from tools.runtime.watchdog import StubWatchdog, stubs_started_by
 
 # The admin APIs `make serve` puts behind the admin-key header; inference,
 # health, metadata and statistics stay open.
@@ -149,6 +149,7 @@ class TritonServer:
         # can tell that none was left behind in /dev/shm.
         self.shm_prefix = f"triton_{secrets.token_hex(4)}_"
         self.removed_shm: list[str] = []
+        self.killed_stubs: list[int] = []
         self.process: subprocess.Popen | None = None
 
     @property
@@ -286,7 +287,22 @@ class TritonServer:
                 except (ProcessLookupError, PermissionError):
                     self.process.kill()
                 self.process.wait()
+        self.killed_stubs += self.kill_leftover_stubs()
         self.removed_shm += self.remove_leftover_shm()
+
+    def kill_leftover_stubs(self) -> list[int]:
+        """Once tritonserver has exited: SIGKILL the stubs it started that still
+        run. A version whose stub died under traffic never finishes unloading
+        (Triton 24.10): the server exits on its exit timeout and that version's
+        other instances would stay behind, reparented."""
+        killed = []
+        for pid in stubs_started_by(self.process.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            except ProcessLookupError:
+                pass
+        return killed
 
     def remove_leftover_shm(self) -> list[str]:
         """Once tritonserver has exited: unlink the regions it left (the
@@ -496,6 +512,8 @@ def main(argv: list[str] | None = None) -> int:
 def _finish(server: TritonServer, watchdog: StubWatchdog | None) -> int:
     code = server.process.returncode
     print(f"tritonserver stopped (exit code {code})", flush=True)
+    if server.killed_stubs:
+        print(f"killed {len(server.killed_stubs)} Python stub(s) that outlived tritonserver", flush=True)
     if server.removed_shm:
         print(f"removed {len(server.removed_shm)} shared-memory region(s) tritonserver left in /dev/shm", flush=True)
     if code == 1 and watchdog is not None and watchdog.recoveries and "Exit timeout expired" in _log_tail(server):

@@ -77,6 +77,23 @@ def server_stubs(server_pid: int, known: dict[int, tuple[str, str]]) -> list[Stu
     return stubs
 
 
+def stubs_started_by(server_pid: int) -> list[int]:
+    """Live stubs whose command line names `server_pid` as their parent, also
+    once tritonserver has exited and they were reparented (a stub of a version
+    that never finished unloading outlives the server)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if len(argv) > 5 and argv[0].decode(errors="replace").endswith(STUB_BINARY) and argv[5] == str(server_pid).encode():
+            pids.append(int(entry.name))
+    return pids
+
+
 class StubWatchdog:
     """Polls a tritonserver's stubs; a stub seen dead on two polls in a row
     (a stub exiting on a deliberate unload is reaped at once) gets its model
