@@ -48,3 +48,15 @@ def test_baseline_server_computes_the_served_embedding(http_client, pipeline, bo
     with BaselineServer(pipeline, free_port()) as baseline:
         plain = np.asarray(baseline.post(body), dtype=np.float32)
     assert plain.shape == served.shape and float(plain @ served) >= 0.9999
+
+
+def test_stage_cpu_serves_the_ensemble_steps_and_adds_up_the_processes():
+    from perf.stage_cpu import pipeline_models, report
+
+    assert sorted(pipeline_models("orientation")) == ["image_decode", "orientation", "orientation_classifier", "orientation_preprocess"]
+    assert pipeline_models("ocr_rec") == ["ocr_rec"]
+    figures = {"throughput": 50.0, "concurrency": 4, "cores_used": {"tritonserver": 0.1, "stub image_decode": 0.4}, "cores": 2}
+    text = report("orientation", figures)
+    assert "| stub image_decode | 0.40 | 8.00 |" in text
+    assert "| all | 0.50 of 2 | 10.00 |" in text
+    assert "= 200 images/s" in text
