@@ -93,7 +93,9 @@ def _pictures(kind: str) -> list[bytes]:
     return [sample.data for sample in samples()]
 
 
-def measure(entry: str, instances: dict[str, int], concurrency: int, seconds: float, also: list[str] = (), pictures: str = "test-set") -> dict:
+def measure(
+    entry: str, instances: dict[str, int], concurrency: int, seconds: float, also: tuple[str, ...] | list[str] = (), pictures: str = "test-set"
+) -> dict:
     scratch = Path(tempfile.mkdtemp(prefix="perf-stage-cpu-"))
     try:
         repository = scratch / "repository"
@@ -121,7 +123,10 @@ def measure(entry: str, instances: dict[str, int], concurrency: int, seconds: fl
             runner.join()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    throughput = (done - answered).inferences / window  # in the same window as the CPU times
+    answers = (done - answered).inferences
+    if not answers:
+        raise RuntimeError(f"{entry}: no request was answered in the {window:.0f} s window; try a longer --seconds")
+    throughput = answers / window  # in the same window as the CPU times
     used: dict[str, float] = {}
     for pid, label in labels.items():
         if before[pid] is not None and after[pid] is not None:
