@@ -24,6 +24,15 @@ from tools.paths import BUILD_DIR
 from tools.runtime.distribution import assemble_lib_dir, find_distribution
 
 
+def process_cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system, all threads) a live process has used; None once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def perf_analyzer_binary() -> Path:
     return Path(sys.executable).parent / "perf_analyzer"
 

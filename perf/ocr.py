@@ -28,7 +28,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from perf.baseline_server import BaselineServer
-from perf.harness import closed_loop, picture_inputs, run_perf_analyzer, sequential
+from perf.harness import closed_loop, picture_inputs, process_cpu_seconds, run_perf_analyzer, sequential
 from perf.report import Report, Row, Table
 from tools import triton_stats
 from tools.paths import REPO_ROOT
@@ -83,15 +83,7 @@ def cpu_seconds(server) -> float:
     """CPU time (user + system) used so far by tritonserver and its stubs."""
     from tools.soak import stubs_of
 
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for pid in [server.process.pid, *stubs_of(server.process.pid)]:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / ticks
-    return total
+    return sum(filter(None, (process_cpu_seconds(pid) for pid in [server.process.pid, *stubs_of(server.process.pid)])))
 
 
 def ceiling(server, pages: list[bytes], cores: int) -> tuple[float, str]:

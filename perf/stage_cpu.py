@@ -23,23 +23,13 @@ import threading
 import time
 from pathlib import Path
 
-from perf.harness import picture_inputs, run_perf_analyzer
+from perf.harness import picture_inputs, process_cpu_seconds, run_perf_analyzer
 from perf.instance_sweep import linked_copy
 from tools import triton_stats
 from tools.paths import MODEL_REPOSITORY
 from tools.pbtxt import edit_config, parse
 from tools.runtime.server import TritonServer
 from tools.runtime.watchdog import server_stubs
-
-_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _cpu_seconds(pid: int) -> float | None:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime of all its threads
 
 
 def _perf_analyzer_pids() -> list[int]:
@@ -99,7 +89,8 @@ def measure(
     scratch = Path(tempfile.mkdtemp(prefix="perf-stage-cpu-"))
     try:
         repository = scratch / "repository"
-        for model in pipeline_models(entry) + [m for m in also if m not in pipeline_models(entry)]:
+        models = pipeline_models(entry)
+        for model in models + [m for m in also if m not in models]:
             linked_copy(MODEL_REPOSITORY / model, repository / model)
         for model, count in instances.items():
             edit_config(repository / model / "config.pbtxt", instance_count=count)
@@ -111,11 +102,11 @@ def measure(
             runner.start()
             time.sleep(min(4.0, seconds / 4))  # the load is under way
             labels = _processes(server.process.pid)
-            before = {pid: _cpu_seconds(pid) for pid in labels}
+            before = {pid: process_cpu_seconds(pid) for pid in labels}
             answered = triton_stats.read_all(server.http_url, [entry])[entry]
             started = time.monotonic()
             time.sleep(seconds)
-            after = {pid: _cpu_seconds(pid) for pid in labels}
+            after = {pid: process_cpu_seconds(pid) for pid in labels}
             done = triton_stats.read_all(server.http_url, [entry])[entry]
             window = time.monotonic() - started
             for pid in _perf_analyzer_pids():
