@@ -118,7 +118,7 @@ $(BASELINE_STAMP): requirements/baseline-rapidocr-openvino.txt
 	$(BASELINE_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements/baseline-rapidocr-openvino.txt
 	touch $@
 
-perf: export backends $(BASELINE_STAMP)
+perf: export backends $(BASELINE_STAMP) $(if $(filter jemalloc,$(ALLOCATOR)),jemalloc)
 	$(PY) -m perf $(PERF_ARGS)
 
 $(ANALYZER_STAMP): requirements/model-analyzer.txt

@@ -10,7 +10,7 @@ import shlex
 from pathlib import Path
 
 from perf.report import RESULTS_DIR, write
-from tools.runtime.server import TritonServer
+from perf.harness import benchmark_server
 
 SUITES = ["datatypes", "text_embedding", "ocr", "orientation", "vit", "clip", "stable_diffusion"]
 # measured on request only (servers of their own, minutes): make perf PERF_ARGS=engines
@@ -30,7 +30,7 @@ def main(argv=None) -> None:
     suites = {name: importlib.import_module(f"perf.{name}") for name in args.suites}
     # suites that start servers of their own (NEEDS_SERVER = False) get none
     needs_server = any(getattr(suite, "NEEDS_SERVER", True) for suite in suites.values())
-    with TritonServer() if needs_server else contextlib.nullcontext() as server:
+    with benchmark_server() if needs_server else contextlib.nullcontext() as server:
         for name, suite in suites.items():
             report = suite.run(server, concurrencies, quick=args.quick)
             print(f"\n## {name}\n\n{report.markdown()}\n", flush=True)

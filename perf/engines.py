@@ -29,13 +29,12 @@ from typing import Callable
 
 import numpy as np
 
-from perf.harness import picture_inputs, run_perf_analyzer, text_inputs
+from perf.harness import benchmark_server, picture_inputs, run_perf_analyzer, text_inputs
 from perf.instance_sweep import linked_copy
 from perf.report import Report, Table
 from tools import pbtxt, triton_stats
 from tools.engine_configs import engine_config, engine_of
 from tools.paths import MODEL_REPOSITORY
-from tools.runtime.server import TritonServer
 
 NEEDS_SERVER = False
 CONCURRENCY = 4
@@ -134,7 +133,7 @@ def in_pipeline(pipeline: Pipeline, seconds: float) -> tuple[Table, list[str]]:
     rows, notes = [], []
     for variant in pipeline.variants:
         repository = serve_variant(pipeline, variant, scratch)
-        with TritonServer(repositories=[repository]) as server:
+        with benchmark_server([repository]) as server:
             run_perf_analyzer(pipeline.entry, server.http_url, CONCURRENCY, data, request_count=2 * CONCURRENCY, label="warm-up")
             before = triton_stats.read_all(server.http_url, pipeline.networks)
             row = run_perf_analyzer(pipeline.entry, server.http_url, CONCURRENCY, data, measurement_ms=int(seconds * 1000), label=variant.label)

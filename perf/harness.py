@@ -22,6 +22,13 @@ import numpy as np
 from perf.report import Row
 from tools.paths import BUILD_DIR
 from tools.runtime.distribution import assemble_lib_dir, find_distribution
+from tools.runtime.server import TritonServer, served_preload
+
+
+def benchmark_server(repositories: list[Path] | None = None) -> TritonServer:
+    """A server for a benchmark, with the malloc `make serve` preloads (what
+    users are served with is what is measured)."""
+    return TritonServer(repositories=repositories, preload=served_preload())
 
 
 def process_cpu_seconds(pid: int) -> float | None:

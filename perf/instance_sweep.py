@@ -15,11 +15,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from perf.harness import picture_inputs, run_perf_analyzer
+from perf.harness import benchmark_server, picture_inputs, run_perf_analyzer
 from perf.report import Table
 from tools.paths import MODEL_REPOSITORY
 from tools.pbtxt import edit_config
-from tools.runtime.server import TritonServer
 from tools.testsets.images import photo_samples
 
 
@@ -37,7 +36,7 @@ def sweep(model: str, counts: list[int], entry: str, concurrencies: list[int], s
     for count in counts:
         repository = linked_copy(MODEL_REPOSITORY, scratch / f"repository-{count}")
         edit_config(repository / model / "config.pbtxt", instance_count=count)
-        with TritonServer(repositories=[repository]) as server:
+        with benchmark_server([repository]) as server:
             for c in concurrencies:
                 rows.append(run_perf_analyzer(entry, server.http_url, c, data, measurement_ms=int(seconds * 1000), label=f"{entry}, {model} x{count}"))
         shutil.rmtree(repository)

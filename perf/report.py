@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tools.runtime.server import served_preload
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
@@ -83,13 +85,19 @@ def machine() -> str:
     return f"{os.cpu_count()} cores{', ' + cpu if cpu else ''}, {platform.system()} {platform.machine()}, Python {platform.python_version()}"
 
 
+def allocator() -> str:
+    """The malloc the benchmark servers run with (the one `make serve` preloads)."""
+    preload = served_preload()
+    return f"server malloc {Path(preload).name} (as make serve)" if preload else "server malloc glibc"
+
+
 def write(name: str, report: Report, command: str, results_dir: Path = RESULTS_DIR) -> list[Path]:
     """perf/results/<name>.md and .png; returns their paths."""
     results_dir.mkdir(parents=True, exist_ok=True)
     markdown = results_dir / f"{name}.md"
     picture = results_dir / f"{name}.png"
     heading = (
-        f"# perf: {name}\n\n`{command}` on {time.strftime('%Y-%m-%d')}, {machine()}.\n"
+        f"# perf: {name}\n\n`{command}` on {time.strftime('%Y-%m-%d')}, {machine()}; {allocator()}.\n"
         f"Plot: [{picture.name}]({picture.name}) (throughput against p50 latency).\n\n"
     )
     markdown.write_text(heading + report.markdown() + "\n")

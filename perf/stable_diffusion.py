@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 
 from perf.baseline_server import BaselineServer
-from perf.harness import closed_loop, run_perf_analyzer, sequential, write_input_data
+from perf.harness import benchmark_server, closed_loop, run_perf_analyzer, sequential, write_input_data
 from perf.report import Report, Row, Table
 from tools import triton_stats
 from tools.paths import MODEL_REPOSITORY, checkpoint_dir
 from tools.references.stable_diffusion import DiffusersSD
-from tools.runtime.server import TritonServer, free_port
+from tools.runtime.server import free_port
 
 MODELS = ("sd_text_encoder", "sd_unet", "sd_vae_decoder", "stable_diffusion", "stable_diffusion_stream")
 PER_REQUEST = "diffusers per-request server"
@@ -181,7 +181,7 @@ def run(server, concurrencies, quick: bool = False) -> Report:
         started = time.monotonic()
         repo, kept = export_large(folder)
         print(f"LARGE checkpoint exported in {time.monotonic() - started:.0f} s")
-        with TritonServer(repositories=[repo]) as large_server:
+        with benchmark_server([repo]) as large_server:
             large_server_table, large_lines = measure(
                 large_server.http_url, large_server.grpc_url, kept, "LARGE (256x256, perf/stable_diffusion.py LARGE)", concurrencies, steps=10, seconds=seconds
             )

@@ -23,12 +23,11 @@ import threading
 import time
 from pathlib import Path
 
-from perf.harness import picture_inputs, process_cpu_seconds, run_perf_analyzer
+from perf.harness import benchmark_server, picture_inputs, process_cpu_seconds, run_perf_analyzer
 from perf.instance_sweep import linked_copy
 from tools import triton_stats
 from tools.paths import MODEL_REPOSITORY
 from tools.pbtxt import edit_config, parse
-from tools.runtime.server import TritonServer
 from tools.runtime.watchdog import server_stubs
 
 
@@ -95,7 +94,7 @@ def measure(
         for model, count in instances.items():
             edit_config(repository / model / "config.pbtxt", instance_count=count)
         data = picture_inputs(_pictures(pictures), "stage-cpu")
-        with TritonServer(repositories=[repository]) as server:
+        with benchmark_server([repository]) as server:
             run_perf_analyzer(entry, server.http_url, concurrency, data, request_count=4 * concurrency)  # warm-up
             # load until the window closes, then stopped: its own figures are not the measurement
             runner = threading.Thread(target=_load, args=(entry, server.http_url, concurrency, data), daemon=True)

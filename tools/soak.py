@@ -308,15 +308,7 @@ class SoakResult:
 
 
 def _start_server(preload: str | None) -> TritonServer:
-    server = TritonServer(repositories=[MODEL_REPOSITORY])
-    saved = os.environ.get("LD_PRELOAD")
-    if preload:
-        os.environ["LD_PRELOAD"] = preload  # the launcher passes this process's environment on
-    try:
-        return server.start(timeout=600)
-    finally:
-        if preload:
-            os.environ.pop("LD_PRELOAD") if saved is None else os.environ.__setitem__("LD_PRELOAD", saved)
+    return TritonServer(repositories=[MODEL_REPOSITORY], preload=preload).start(timeout=600)
 
 
 def run_soak(

@@ -119,6 +119,7 @@ class TritonServer:
         admin_key: str | None = None,
         explicit_model_control: bool = False,
         exit_on_error: bool = True,
+        preload: str | None = None,
     ):
         """poll_secs: model control mode poll (the server loads what changed in
         the repository, local or remote); it excludes explicit_model_control.
@@ -126,7 +127,9 @@ class TritonServer:
         explicit_model_control: every model loaded at start, then loaded and
         unloaded only through the model-control API (what the watchdog uses).
         exit_on_error=False: a model that fails to load is reported and the
-        rest serves (`make serve`); True fails start-up (tests, perf)."""
+        rest serves (`make serve`); True fails start-up (tests, perf).
+        preload: a malloc library (`resolve_preload`) for the server and its
+        stubs only, through their LD_PRELOAD."""
         if poll_secs and explicit_model_control:
             raise ValueError("model control is either poll (poll_secs) or explicit, not both")
         # remote URLs stay strings (pathlib would make s3:// into s3:/)
@@ -145,6 +148,7 @@ class TritonServer:
         self.admin_key = admin_key
         self.explicit_model_control = explicit_model_control
         self.exit_on_error = exit_on_error
+        self.preload = preload
         # Python backend shared-memory regions of this server alone, so a test
         # can tell that none was left behind in /dev/shm.
         self.shm_prefix = f"triton_{secrets.token_hex(4)}_"
@@ -205,6 +209,8 @@ class TritonServer:
         backend_dir = assemble_backend_dir(dist=dist)
         assemble_lib_dir(dist=dist)
         env = server_environment(dist)
+        if self.preload:
+            env["LD_PRELOAD"] = self.preload  # tritonserver passes its environment on to the stubs
         for repository in self.repositories:
             if is_remote(repository):
                 check_serving_package(env, repository)
@@ -383,6 +389,12 @@ def resolve_preload(preload: str | None) -> str | None:
     return found
 
 
+def served_preload() -> str | None:
+    """The malloc library `make serve` preloads: $ALLOCATOR (the Makefile
+    exports it; jemalloc unless set), glibc's own (None) when unset."""
+    return resolve_preload(os.environ.get("ALLOCATOR"))
+
+
 def tls_arguments(cert: str | None, key: str | None, client_ca: str | None) -> list[str]:
     """tritonserver flags for gRPC over TLS (mutual TLS when a client CA is given)."""
     if not cert and not key:
@@ -444,7 +456,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{missing}; serving with glibc malloc", file=sys.stderr)
         preload = None
     if preload:
-        os.environ["LD_PRELOAD"] = preload  # the server's environment is this process's
         print(f"allocator: {preload}", flush=True)
 
     repositories = args.model_repository or [r for r in os.environ.get("MODEL_REPOSITORY", "").split(",") if r] or None
@@ -463,6 +474,7 @@ def main(argv: list[str] | None = None) -> int:
         explicit_model_control=not poll_secs,
         # a model that fails to load is reported below and the rest serves
         exit_on_error=False,
+        preload=preload,
     )
     # SIGTERM (docker stop, kill) is handled like Ctrl-C: stop the server cleanly. The
     # handlers only set a flag: an exception raised from a handler inside
