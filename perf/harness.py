@@ -31,15 +31,6 @@ def benchmark_server(repositories: list[Path] | None = None) -> TritonServer:
     return TritonServer(repositories=repositories, preload=served_preload())
 
 
-def process_cpu_seconds(pid: int) -> float | None:
-    """CPU time (user + system, all threads) a live process has used; None once it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def perf_analyzer_binary() -> Path:
     return Path(sys.executable).parent / "perf_analyzer"
 

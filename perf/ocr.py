@@ -28,10 +28,11 @@ from collections import defaultdict
 from pathlib import Path
 
 from perf.baseline_server import BaselineServer
-from perf.harness import closed_loop, picture_inputs, process_cpu_seconds, run_perf_analyzer, sequential
+from perf.harness import closed_loop, picture_inputs, run_perf_analyzer, sequential
 from perf.report import Report, Row, Table
 from tools import triton_stats
 from tools.paths import REPO_ROOT
+from tools.runtime import procfs
 from tools.runtime.server import free_port
 from tools.testsets.ocr import samples
 
@@ -83,7 +84,7 @@ def cpu_seconds(server) -> float:
     """CPU time (user + system) used so far by tritonserver and its stubs."""
     from tools.soak import stubs_of
 
-    return sum(filter(None, (process_cpu_seconds(pid) for pid in [server.process.pid, *stubs_of(server.process.pid)])))
+    return sum(filter(None, (procfs.cpu_seconds(pid) for pid in [server.process.pid, *stubs_of(server.process.pid)])))
 
 
 def ceiling(server, pages: list[bytes], cores: int) -> tuple[float, str]:

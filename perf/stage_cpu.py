@@ -23,26 +23,18 @@ import threading
 import time
 from pathlib import Path
 
-from perf.harness import benchmark_server, picture_inputs, process_cpu_seconds, run_perf_analyzer
+from perf.harness import benchmark_server, picture_inputs, run_perf_analyzer
 from perf.instance_sweep import linked_copy
 from tools import triton_stats
 from tools.paths import MODEL_REPOSITORY
 from tools.pbtxt import edit_config, parse
+from tools.runtime import procfs
 from tools.runtime.watchdog import server_stubs
 
 
 def _perf_analyzer_pids() -> list[int]:
     """The perf_analyzer this process started (not another one on the machine)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-                if "(perf_analyzer)" in stat and int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid():
-                    pids.append(int(entry.name))
-            except OSError:
-                pass
-    return pids
+    return procfs.children(os.getpid(), "perf_analyzer")
 
 
 def _load(entry: str, url: str, concurrency: int, data: Path) -> None:
@@ -101,11 +93,11 @@ def measure(
             runner.start()
             time.sleep(min(4.0, seconds / 4))  # the load is under way
             labels = _processes(server.process.pid)
-            before = {pid: process_cpu_seconds(pid) for pid in labels}
+            before = {pid: procfs.cpu_seconds(pid) for pid in labels}
             answered = triton_stats.read_all(server.http_url, [entry])[entry]
             started = time.monotonic()
             time.sleep(seconds)
-            after = {pid: process_cpu_seconds(pid) for pid in labels}
+            after = {pid: procfs.cpu_seconds(pid) for pid in labels}
             done = triton_stats.read_all(server.http_url, [entry])[entry]
             window = time.monotonic() - started
             for pid in _perf_analyzer_pids():

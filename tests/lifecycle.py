@@ -18,6 +18,7 @@ import tritonclient.grpc as grpcclient
 
 from clients.common import make_inputs, picture_request
 from tools.paths import MODEL_REPOSITORY, TEST_REPOSITORY
+from tools.runtime import procfs
 from tools.runtime.server import free_port
 from tools.runtime.watchdog import admin_request, server_stubs
 from tools.testsets.images import document_samples
@@ -101,15 +102,9 @@ class Launcher:
 
     def server_pid(self) -> int:
         """The tritonserver child of the launcher."""
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    stat = (entry / "stat").read_text()
-                except OSError:
-                    continue
-                if "(tritonserver)" in stat and int(stat.rsplit(")", 1)[1].split()[1]) == self.process.pid:
-                    return int(entry.name)
-        raise AssertionError("the launcher has no tritonserver child")
+        found = procfs.children(self.process.pid, "tritonserver")
+        assert found, "the launcher has no tritonserver child"
+        return found[0]
 
     def stub_pid(self, model: str) -> int:
         stubs = [s for s in server_stubs(self.server_pid(), {}) if s.model == model and not s.zombie]

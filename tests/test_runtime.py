@@ -84,3 +84,20 @@ def test_serve_command_on_given_ports_lists_models_and_stops_on_ctrl_c(tmp_path)
         rest, _ = process.communicate(timeout=60)
     assert process.returncode == 0, rest
     assert "tritonserver stopped" in rest
+
+
+def test_procfs_reads_a_child_and_forgets_it_once_gone():
+    from tools.runtime import procfs
+
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        assert child.pid in procfs.children(os.getpid(), "sleep")
+        assert child.pid not in procfs.children(os.getpid(), "tritonserver")
+        found = procfs.stat(child.pid)
+        assert (found.name, found.ppid) == ("sleep", os.getpid()) and found.state in "RSD"
+        assert procfs.cmdline(child.pid) == ["sleep", "30"]
+        assert procfs.cpu_seconds(os.getpid()) > 0
+    finally:
+        child.kill()
+    child.wait()
+    assert procfs.stat(child.pid) is None and procfs.cmdline(child.pid) is None and procfs.cpu_seconds(child.pid) is None

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from tools.paths import MODEL_REPOSITORY
+from tools.runtime import procfs
 from tools.runtime.server import resolve_preload, TritonServer
 from tools.testsets.entries import Entry, Tensors, entries
 
@@ -62,18 +63,10 @@ def _status_kib(pid: int, key: str = "VmRSS") -> int:
 def stubs_of(server_pid: int) -> dict[int, list[str]]:
     """The server's Python stubs: pid -> command line (model.py, shm region, ...)."""
     found = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            if int(stat.rsplit(")", 1)[1].split()[1]) != server_pid:
-                continue
-            argv = [a for a in Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace").split("\0") if a]
-        except (OSError, ValueError, IndexError):
-            continue
+    for pid in procfs.children(server_pid):
+        argv = procfs.cmdline(pid)
         if argv and argv[0].endswith(STUB_NAME):
-            found[int(entry)] = argv
+            found[pid] = argv
     return found
 
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from tools.runtime import procfs
+
 STUB_BINARY = "triton_python_backend_stub"
 
 
@@ -29,26 +31,13 @@ class Stub:
     zombie: bool
 
 
-def _stat_fields(pid: int) -> tuple[str, int] | None:
-    """(state, ppid) of a process, None when it is gone."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = text.rsplit(")", 1)[1].split()
-    return fields[0], int(fields[1])
-
-
 def _stub_identity(pid: int) -> tuple[str, str] | None:
     """(model, instance) from a live stub's command line: the model file
     (<repository>/<model>/<version>/<file>) and the instance name."""
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
+    argv = procfs.cmdline(pid)
+    if not argv or len(argv) < 9 or not argv[0].endswith(STUB_BINARY):
         return None
-    if len(argv) < 9 or not argv[0].decode(errors="replace").endswith(STUB_BINARY):
-        return None
-    return Path(argv[1].decode()).parents[1].name, argv[8].decode()
+    return Path(argv[1]).parents[1].name, argv[8]
 
 
 def server_stubs(server_pid: int, known: dict[int, tuple[str, str]]) -> list[Stub]:
@@ -56,14 +45,11 @@ def server_stubs(server_pid: int, known: dict[int, tuple[str, str]]) -> list[Stu
     line any more: its identity comes from `known` (pid -> (model, instance)),
     which this call keeps up to date."""
     stubs = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+    for pid in procfs.children(server_pid):
+        found = procfs.stat(pid)
+        if found is None:
             continue
-        pid = int(entry.name)
-        fields = _stat_fields(pid)
-        if fields is None or fields[1] != server_pid:
-            continue
-        zombie = fields[0] == "Z"
+        zombie = found.state == "Z"
         if not zombie and pid not in known:
             identity = _stub_identity(pid)
             if identity is None:
@@ -81,17 +67,12 @@ def stubs_started_by(server_pid: int) -> list[int]:
     """Live stubs whose command line names `server_pid` as their parent, also
     once tritonserver has exited and they were reparented (a stub of a version
     that never finished unloading outlives the server)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if len(argv) > 5 and argv[0].decode(errors="replace").endswith(STUB_BINARY) and argv[5] == str(server_pid).encode():
-            pids.append(int(entry.name))
-    return pids
+    found = []
+    for pid in procfs.pids():
+        argv = procfs.cmdline(pid)
+        if argv and len(argv) > 5 and argv[0].endswith(STUB_BINARY) and argv[5] == str(server_pid):
+            found.append(pid)
+    return found
 
 
 class StubWatchdog:
