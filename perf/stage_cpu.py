@@ -34,7 +34,7 @@ from tools.runtime.watchdog import server_stubs
 
 def _perf_analyzer_pids() -> list[int]:
     """The perf_analyzer this process started (not another one on the machine)."""
-    return procfs.children(os.getpid(), "perf_analyzer")
+    return list(procfs.children(os.getpid(), "perf_analyzer"))
 
 
 def _load(entry: str, url: str, concurrency: int, data: Path) -> None:

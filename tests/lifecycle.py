@@ -104,7 +104,7 @@ class Launcher:
         """The tritonserver child of the launcher."""
         found = procfs.children(self.process.pid, "tritonserver")
         assert found, "the launcher has no tritonserver child"
-        return found[0]
+        return next(iter(found))
 
     def stub_pid(self, model: str) -> int:
         stubs = [s for s in server_stubs(self.server_pid(), {}) if s.model == model and not s.zombie]

@@ -91,7 +91,7 @@ def test_procfs_reads_a_child_and_forgets_it_once_gone():
 
     child = subprocess.Popen(["sleep", "30"])
     try:
-        assert child.pid in procfs.children(os.getpid(), "sleep")
+        assert procfs.children(os.getpid(), "sleep")[child.pid].name == "sleep"
         assert child.pid not in procfs.children(os.getpid(), "tritonserver")
         found = procfs.stat(child.pid)
         assert (found.name, found.ppid) == ("sleep", os.getpid()) and found.state in "RSD"
@@ -101,3 +101,37 @@ def test_procfs_reads_a_child_and_forgets_it_once_gone():
         child.kill()
     child.wait()
     assert procfs.stat(child.pid) is None and procfs.cmdline(child.pid) is None and procfs.cpu_seconds(child.pid) is None
+
+
+def test_watchdog_names_a_stub_that_dies_before_its_first_poll(tmp_path):
+    """A dead stub is a zombie without a command line: the watchdog must have
+    read the stubs' identities when it started, not at its first poll."""
+    from tools.runtime import procfs
+    from tools.runtime.watchdog import STUB_BINARY, StubWatchdog
+
+    # a stand-in stub: a Python running <repo>/<model>/1/model.py with the stub's arguments
+    stub = tmp_path / STUB_BINARY
+    stub.symlink_to(sys.executable)
+    model_file = tmp_path / "repo" / "fake_model" / "1" / "model.py"
+    model_file.parent.mkdir(parents=True)
+    model_file.write_text("import time\ntime.sleep(60)\n")
+    child = subprocess.Popen([str(stub), str(model_file), "region", "1", "1", str(os.getpid()), "dir", "0", "fake_model_0_0"])
+    try:
+        deadline = time.monotonic() + 10
+        while (procfs.cmdline(child.pid) or [None])[0] != str(stub):
+            assert time.monotonic() < deadline, "the stand-in stub did not start"
+            time.sleep(0.05)
+        lines: list[str] = []
+        watchdog = StubWatchdog(os.getpid(), f"localhost:{free_port()}", None, log=lines.append, interval=0.1)
+        watchdog.start()
+        child.kill()  # before the first poll (0.1 s after start)
+        deadline = time.monotonic() + 10
+        while not watchdog.recoveries and time.monotonic() < deadline:
+            time.sleep(0.05)
+        watchdog.stop()
+    finally:
+        child.kill()
+        child.wait()
+    assert lines and "stub of model 'fake_model' died (fake_model_0_0" in lines[0], lines
+    # nothing listens there: the reload is reported as failed, not hung
+    assert watchdog.recoveries and watchdog.recoveries[0]["model"] == "fake_model" and not watchdog.recoveries[0]["ok"]

@@ -28,6 +28,7 @@ import numpy as np
 from tools.paths import MODEL_REPOSITORY
 from tools.runtime import procfs
 from tools.runtime.server import resolve_preload, TritonServer
+from tools.runtime.watchdog import STUB_BINARY
 from tools.testsets.entries import Entry, Tensors, entries
 
 # Relative share of requests per model: an OCR request costs a thousand times
@@ -44,7 +45,6 @@ ATOL = 1e-4
 CLIENT_TIMEOUT_S = 120.0
 """A request without an answer by then counts as unanswered."""
 RSS_GROWTH_LIMIT = 0.10
-STUB_NAME = "triton_python_backend_stub"
 
 
 # ------------------------------------------------------------------ processes
@@ -65,7 +65,7 @@ def stubs_of(server_pid: int) -> dict[int, list[str]]:
     found = {}
     for pid in procfs.children(server_pid):
         argv = procfs.cmdline(pid)
-        if argv and argv[0].endswith(STUB_NAME):
+        if argv and argv[0].endswith(STUB_BINARY):
             found[pid] = argv
     return found
 

@@ -49,11 +49,12 @@ def pids() -> list[int]:
     return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
 
 
-def children(parent: int, name: str | None = None) -> list[int]:
-    """The processes whose parent is `parent` (and whose command name is `name`)."""
-    found = []
+def children(parent: int, name: str | None = None) -> dict[int, ProcessStat]:
+    """pid -> stat of the processes whose parent is `parent` (and whose
+    command name is `name`)."""
+    found = {}
     for pid in pids():
         child = stat(pid)
         if child and child.ppid == parent and (name is None or child.name == name):
-            found.append(pid)
+            found[pid] = child
     return found

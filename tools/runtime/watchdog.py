@@ -45,10 +45,7 @@ def server_stubs(server_pid: int, known: dict[int, tuple[str, str]]) -> list[Stu
     line any more: its identity comes from `known` (pid -> (model, instance)),
     which this call keeps up to date."""
     stubs = []
-    for pid in procfs.children(server_pid):
-        found = procfs.stat(pid)
-        if found is None:
-            continue
+    for pid, found in procfs.children(server_pid).items():
         zombie = found.state == "Z"
         if not zombie and pid not in known:
             identity = _stub_identity(pid)
@@ -93,6 +90,9 @@ class StubWatchdog:
         self._thread: threading.Thread | None = None
 
     def start(self) -> "StubWatchdog":
+        # Learn the stubs now: a stub that dies before the first poll is a
+        # zombie without a command line, which nothing could name any more.
+        server_stubs(self.server_pid, self._known)
         self._thread = threading.Thread(target=self._run, name="stub-watchdog", daemon=True)
         self._thread.start()
         return self
