@@ -29,7 +29,7 @@ from pathlib import Path
 
 from perf.baseline_server import BaselineServer
 from perf.harness import closed_loop, picture_inputs, run_perf_analyzer, sequential
-from perf.report import Report, Row, Table
+from perf.report import Report, Row, Table, usable_cores
 from tools import triton_stats
 from tools.paths import REPO_ROOT
 from tools.runtime import procfs
@@ -171,9 +171,9 @@ def documents_table(server, concurrencies, seconds: float) -> tuple[Table, list[
     pages = [page.data for page in document_pages()]
     inputs = picture_inputs(pages, "ocr-documents")
     served = served_lines(server, pages)
-    cores = os.cpu_count() or 1
-    limit, how = ceiling(server, pages, cores)
-    parts_limit, parts_how, parts_lines = parts_ceiling(pages, cores)
+    usable = usable_cores()
+    limit, how = ceiling(server, pages, usable)
+    parts_limit, parts_how, parts_lines = parts_ceiling(pages, usable)
     rows, notes = served_rows(server, inputs, len(pages), concurrencies, seconds)
     row, openvino_lines = rapidocr("openvino", pages, seconds)
     rows.append(row)
@@ -192,9 +192,9 @@ def documents_table(server, concurrencies, seconds: float) -> tuple[Table, list[
             else " This CPU has neither, so the two rapidocr-openvino rows run the same configuration: "
             "their difference is the baseline's own run-to-run spread."
         ),
-        f"Ceiling on {cores} cores: {limit:.2f} pages/s ({how}, measured at concurrency 1); "
+        f"Ceiling on {usable} cores: {limit:.2f} pages/s ({how}, measured at concurrency 1); "
         f"the best served throughput, {best:.2f} pages/s, is {best / limit:.0%} of it.",
-        f"Ceiling as the sum of parts on {cores} cores: {parts_limit:.2f} pages/s ({parts_how}; "
+        f"Ceiling as the sum of parts on {usable} cores: {parts_limit:.2f} pages/s ({parts_how}; "
         f"networks one thread each on their served engines, in one process; {same_lines('the served pipeline', parts_lines, served)}); "
         f"the best served throughput is {best / parts_limit:.0%} of it.",
     ]

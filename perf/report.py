@@ -73,6 +73,19 @@ class Report:
         return "\n\n".join([t.markdown() for t in self.tables] + self.notes)
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, bounded by a
+    cgroup v2 CPU quota where one is set): what the ceilings divide by."""
+    count = len(os.sched_getaffinity(0))
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            count = min(count, max(1, round(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return count
+
+
 def machine() -> str:
     cpu = ""
     try:
@@ -82,7 +95,7 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{os.cpu_count()} cores{', ' + cpu if cpu else ''}, {platform.system()} {platform.machine()}, Python {platform.python_version()}"
+    return f"{usable_cores()} cores{', ' + cpu if cpu else ''}, {platform.system()} {platform.machine()}, Python {platform.python_version()}"
 
 
 def allocator() -> str:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from perf.harness import benchmark_server, picture_inputs, run_perf_analyzer
 from perf.instance_sweep import linked_copy
+from perf.report import usable_cores
 from tools import triton_stats
 from tools.paths import MODEL_REPOSITORY
 from tools.pbtxt import edit_config, parse
@@ -113,7 +114,7 @@ def measure(
     for pid, label in labels.items():
         if before[pid] is not None and after[pid] is not None:
             used[label] = used.get(label, 0.0) + (after[pid] - before[pid]) / window
-    return {"throughput": throughput, "concurrency": concurrency, "cores_used": used, "cores": os.cpu_count()}
+    return {"throughput": throughput, "concurrency": concurrency, "cores_used": used, "cores": usable_cores()}
 
 
 def report(entry: str, figures: dict) -> str:

@@ -6,6 +6,7 @@ compares equal answers)."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -60,3 +61,18 @@ def test_stage_cpu_serves_the_ensemble_steps_and_adds_up_the_processes():
     assert "| stub image_decode | 0.40 | 8.00 |" in text
     assert "| all | 0.50 of 2 | 10.00 |" in text
     assert "= 200 images/s" in text
+
+
+def test_ceilings_divide_by_the_cores_this_process_may_use():
+    """A benchmark pinned to one core counts one core, not the machine's."""
+    import subprocess
+    import sys
+
+    pinned = subprocess.run(
+        [sys.executable, "-c", "from perf.report import usable_cores; print(usable_cores())"],
+        preexec_fn=lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert pinned.stdout.strip() == "1"
