@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 from lifecycle import DATATYPES, ORIENTATION, Launcher, Traffic, small_repository
+from triton_helpers import wait_until
 
 from clients.common import make_inputs
 from tools.runtime.server import GRPC_ADMIN_HEADER, served_preload
@@ -117,13 +118,11 @@ def test_admin_apis_need_the_key_over_grpc_and_work_with_it(served):
 
 def assert_replaced(served, model: str, old_pid: int) -> None:
     """The model runs on a new stub and the old one is gone (it exits in the background)."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        pids = {s.pid for s in server_stubs(served.server_pid(), {}) if s.model == model}
-        if pids and old_pid not in pids:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"{model} still on stub {old_pid}: {pids}")
+
+    def stubs() -> set[int]:
+        return {s.pid for s in server_stubs(served.server_pid(), {}) if s.model == model}
+
+    wait_until(lambda: (pids := stubs()) and old_pid not in pids, 60, lambda: f"{model} still on stub {old_pid}: {stubs()}")
 
 
 # --- a dead stub comes back (item 2) ------------------------------------------------------
@@ -196,10 +195,12 @@ def test_instance_count_change_without_a_failed_request(served):
         load(served, "identity")
         traffic.wait_answers(20)
     assert not traffic.failures, traffic.failures[:3]
-    deadline = time.monotonic() + 60  # the replaced instances' stubs exit in the background
-    while (count := len([s for s in server_stubs(served.server_pid(), {}) if s.model == "identity"])) != 2 and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert count == 2
+
+    def identity_stubs() -> int:
+        return len([s for s in server_stubs(served.server_pid(), {}) if s.model == "identity"])
+
+    # the replaced instances' stubs exit in the background
+    wait_until(lambda: identity_stubs() == 2, 60, lambda: f"{identity_stubs()} identity stubs, not 2")
 
 
 def test_ensemble_stage_reload_without_a_failed_request(served):
@@ -307,10 +308,11 @@ def test_sigterm_answers_requests_in_flight_refuses_new_ones_and_cleans_up(serve
     assert len(answers) == len(sent) and all(error is None for _, error in answers), [str(e) for _, e in answers if e]
     assert sorted(float(r.as_numpy("y")[0, 0]) for r, _ in answers) == list(range(6))
     # a stub killed above stays a zombie until tritonserver exits, then init reaps it
-    deadline = time.monotonic() + 30
-    while any(os.path.exists(f"/proc/{pid}") for pid in [server_pid, *stubs]) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not [pid for pid in [server_pid, *stubs] if os.path.exists(f"/proc/{pid}")], served.output[-3000:]
+
+    def alive() -> list[int]:
+        return [pid for pid in [server_pid, *stubs] if os.path.exists(f"/proc/{pid}")]
+
+    wait_until(lambda: not alive(), 30, lambda: f"still alive: {alive()}\n{served.output[-3000:]}")
     assert not list_shm(prefix)
     assert port_free(served.http_port) and port_free(served.grpc_port)
 

@@ -21,6 +21,7 @@ import requests
 import tritonclient.grpc as grpcclient
 from object_storage_helpers import MotoServer
 from test_contracts import ENTRIES, outputs_of
+from triton_helpers import wait_until
 
 from tools.object_storage import model_files, parse_s3_url, publish, s3_client
 from tools.paths import MODEL_REPOSITORY
@@ -180,10 +181,8 @@ def test_poll_mode_loads_a_published_version_under_traffic(polled, tmp_path):
     assert noticed <= 2 * POLL_SECS + 1
     assert seconds <= 2 * POLL_SECS + 10  # a Python stub starts in 2-6 s on a busy 2-core machine
     assert {tuple(ids) for _, _, ids in answers} == {tuple(answers[0][2])}
-    deadline = time.monotonic() + 20  # the old version finishes its unload
-    while _index_versions(server, model) != {"1": "UNAVAILABLE", "2": "READY"} and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert _index_versions(server, model) == {"1": "UNAVAILABLE", "2": "READY"}
+    wanted = {"1": "UNAVAILABLE", "2": "READY"}  # once the old version has finished its unload
+    wait_until(lambda: _index_versions(server, model) == wanted, 20, lambda: f"versions {_index_versions(server, model)}")
 
 
 def test_missing_bucket_is_a_clear_error_not_a_hang(s3):

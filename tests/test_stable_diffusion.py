@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from triton_helpers import grpc_fire_all, make_inputs
+from triton_helpers import grpc_fire_all, make_inputs, wait_until
 from tritonclient.utils import InferenceServerException
 
 from tools import triton_stats
@@ -369,13 +369,6 @@ def pipeline_alone(tmp_path_factory):
     yield server, client
     client.close()
     server.stop()
-
-
-def wait_until(predicate, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
 
 
 def test_a_failing_network_call_fails_that_request_only(pipeline_alone):

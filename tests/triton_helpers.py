@@ -1,10 +1,12 @@
-"""Helpers the integration tests share: request building (clients.common)
-and firing many requests at once over gRPC."""
+"""Helpers the integration tests share: request building (clients.common),
+firing many requests at once over gRPC, and waiting for what the server
+does in the background."""
 
 from __future__ import annotations
 
 import queue
 import time
+from typing import Callable, TypeVar
 
 import pytest
 
@@ -15,6 +17,20 @@ without_tensorrt = pytest.mark.skipif(
     tensorrt_missing() is None, reason="TensorRT and an NVIDIA GPU are here: the ONNX fallback this test expects is not taken"
 )
 """For the tests that expect the exports' TensorRT attempt to fall back to ONNX."""
+
+T = TypeVar("T")
+
+
+def wait_until(probe: Callable[[], T], timeout: float = 60.0, describe: Callable[[], str] | str = "timed out", interval: float = 0.2) -> T:
+    """Call probe until it returns something true and return that; fail the
+    test after timeout seconds with describe (called then, so it can show
+    the state that was still wrong)."""
+    deadline = time.monotonic() + timeout
+    while not (value := probe()):
+        if time.monotonic() >= deadline:
+            raise AssertionError(describe() if callable(describe) else describe)
+        time.sleep(interval)
+    return value
 
 
 def grpc_fire_all(client, model: str, requests: list, timeout: float = 120.0) -> list[tuple]:
