@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -65,9 +67,6 @@ def test_stage_cpu_serves_the_ensemble_steps_and_adds_up_the_processes():
 
 def test_ceilings_divide_by_the_cores_this_process_may_use():
     """A benchmark pinned to one core counts one core, not the machine's."""
-    import subprocess
-    import sys
-
     pinned = subprocess.run(
         [sys.executable, "-c", "from perf.report import usable_cores; print(usable_cores())"],
         preexec_fn=lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}),

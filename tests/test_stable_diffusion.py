@@ -391,7 +391,7 @@ def test_a_failing_network_call_fails_that_request_only(pipeline_alone):
         result, error = answers.get(timeout=60)  # its first step ran
         assert error is None, error
         client.unload_model("sd_unet")
-        wait_until(lambda: not client.is_model_ready("sd_unet"))
+        wait_until(lambda: not client.is_model_ready("sd_unet"), describe="sd_unet still ready after its unload")
         failed = None
         while failed is None:
             result, error = answers.get(timeout=60)
@@ -410,7 +410,7 @@ def test_a_failing_network_call_fails_that_request_only(pipeline_alone):
         stream_responses(client, tensors)
 
     client.load_model("sd_unet")
-    wait_until(lambda: client.is_model_ready("sd_unet"))
+    wait_until(lambda: client.is_model_ready("sd_unet"), describe="sd_unet not ready after its load")
     after = client.infer(PLAIN, make_inputs(grpcclient, tensors)).as_numpy("generated_image")
     assert np.array_equal(after, before)
     assert "generated_image" in stream_responses(client, tensors)[-1]
