@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export.common.cli import ExportArguments, export_onnx, finish
+from export.common.cli import ExportArguments, export_onnx, finish, local_folder
 from pipelines.text.pooling import l2_normalize, mean_pool
 from pipelines.text.tokenizer import SentenceTokenizer
 from tools.pbtxt import edit_config
@@ -34,13 +34,7 @@ MIN_COSINE = 0.99999  # pooled, normalised embeddings
 
 
 def resolve_source(source: str | None) -> Path:
-    if source is None:
-        return packaged_model_dir()
-    if Path(source).is_dir():
-        return Path(source)
-    from huggingface_hub import snapshot_download  # a hub name: needs network or a filled cache
-
-    return Path(snapshot_download(source))
+    return packaged_model_dir() if source is None else local_folder(source)
 
 
 def encoder_module(model):

@@ -11,6 +11,7 @@ made it and nothing else; a checkpoint of another size exported with
 
 from __future__ import annotations
 
+import os
 import queue
 import shutil
 import time
@@ -278,6 +279,43 @@ def test_another_checkpoint_size_exported_with_source(tmp_path):
     ours = served.generate(served.parse(request(["a tiny picture", "another"], steps=3, guidance=4.0, seed=9)))
     theirs = DiffusersSD(tmp_path / "kept")(["a tiny picture", "another"], 3, 4.0, 9)
     assert_close(ours, theirs, "other size")
+
+
+def test_a_hub_name_is_exported_from_the_hub_cache(tmp_path):
+    """--source with a Hugging Face hub name: huggingface_hub resolves it
+    (here offline, from a cache laid out as a download leaves it), and the
+    snapshot is the checkpoint kept and exported."""
+    import subprocess
+    import sys
+
+    from export.stable_diffusion import seeded_checkpoint
+    from tools.paths import REPO_ROOT
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    hub = tmp_path / "hub"
+    snapshot = hub / "models--tiny-org--tiny-sd" / "snapshots" / commit
+    seeded_checkpoint(snapshot, seed=11)
+    (hub / "models--tiny-org--tiny-sd" / "refs").mkdir()
+    (hub / "models--tiny-org--tiny-sd" / "refs" / "main").write_text(commit)
+    repo = tmp_path / "repo"
+    for model in ("sd_text_encoder", "sd_unet", "sd_vae_decoder", PLAIN, STREAM):
+        (repo / model).mkdir(parents=True)
+        shutil.copyfile(MODEL_REPOSITORY / model / "config.pbtxt", repo / model / "config.pbtxt")
+    kept = tmp_path / "kept"
+    argv = ["--source", "tiny-org/tiny-sd", "--output-dir", str(repo), "--checkpoint-dir", str(kept), "--format", "onnx"]
+    env = {**os.environ, "HF_HUB_CACHE": str(hub), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "export" / "stable_diffusion.py"), *argv], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    weights = "unet/diffusion_pytorch_model.safetensors"
+    assert (kept / weights).read_bytes() == (snapshot / weights).read_bytes()
+    assert (repo / "sd_unet" / "1" / "model.onnx").is_file()
+
+    unknown = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "export" / "stable_diffusion.py"), *argv[:1], "tiny-org/not-cached", *argv[2:]],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert unknown.returncode != 0 and "tiny-org/not-cached" in unknown.stderr
+    assert (kept / weights).read_bytes() == (snapshot / weights).read_bytes()  # the kept checkpoint survives a failed source
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])

@@ -104,18 +104,24 @@ def fill_checkpoint(
     Returns where it came from."""
     if source is not None and Path(source).is_dir() and Path(source).resolve() == target.resolve():
         return str(source)  # re-export of the kept checkpoint
+    folder = None if source is None else local_folder(source)  # before the kept one goes: a hub name may fail
     if target.exists():
         shutil.rmtree(target)
-    if source is None:
+    if folder is None:
         seeded(target)
         return seeded_name
-    if Path(source).is_dir():
-        copy(Path(source), target)
-        return str(source)
-    from huggingface_hub import snapshot_download  # a hub name: needs network or a filled cache
+    copy(folder, target)
+    return str(source)
 
-    copy(Path(snapshot_download(source)), target)
-    return source
+
+def local_folder(source: str) -> Path:
+    """A checkpoint folder as it is, or a Hugging Face hub name's snapshot
+    folder (downloaded, or from the hub cache: HF_HUB_CACHE, HF_HUB_OFFLINE=1)."""
+    if Path(source).is_dir():
+        return Path(source)
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(source))
 
 
 def export_onnx(module, sample: dict, path: Path, output_names, dynamic_axes: dict) -> None:
