@@ -182,11 +182,16 @@ def paired_rounds(server, inputs: Path, pages: list[bytes], concurrency: int, ro
         ]
         baseline, _ = rapidocr("openvino-f32", pages, 0.0)  # 0 s: exactly one timed pass
         measured.append((*served, baseline.throughput))
+    return paired_summary(measured, concurrency, passes)
+
+
+def paired_summary(measured: list[tuple[float, float, float]], concurrency: int, passes: int) -> str:
+    """The rounds' pages/s (`ocr`, `ocr_bls`, baseline), their ratios and the median ratios."""
     rows = "; ".join(f"{ocr:.3f} / {bls:.3f} / {base:.3f} ({ocr / base:.2f}x / {bls / base:.2f}x)" for ocr, bls, base in measured)
     ocr_ratio = statistics.median(ocr / base for ocr, _, base in measured)
     bls_ratio = statistics.median(bls / base for _, bls, base in measured)
     return (
-        f"Paired rounds at concurrency {concurrency} ({rounds} rounds; per round `ocr`, `ocr_bls` {passes} passes over the pages each, "
+        f"Paired rounds at concurrency {concurrency} ({len(measured)} rounds; per round `ocr`, `ocr_bls` {passes} passes over the pages each, "
         f"then one pass of rapidocr-openvino f32; pages/s `ocr` / `ocr_bls` / baseline): {rows}. "
         f"Median of the rounds' ratios: **`ocr` {ocr_ratio:.2f}x, `ocr_bls` {bls_ratio:.2f}x** rapidocr-openvino."
     )

@@ -75,3 +75,14 @@ def test_ceilings_divide_by_the_cores_this_process_may_use():
         check=True,
     )
     assert pinned.stdout.strip() == "1"
+
+
+def test_paired_rounds_take_the_median_of_each_rounds_ratio():
+    """The ratio is taken within a round, so a slow round for both systems
+    does not move it; the median ignores one outlying round."""
+    from perf.ocr import paired_summary
+
+    text = paired_summary([(0.6, 0.5, 0.5), (0.3, 0.3, 0.25), (0.4, 0.6, 0.8)], concurrency=4, passes=2)
+    assert "3 rounds" in text and "2 passes" in text
+    assert "0.600 / 0.500 / 0.500 (1.20x / 1.00x)" in text
+    assert "**`ocr` 1.20x, `ocr_bls` 1.00x**" in text
