@@ -6,14 +6,20 @@ in RapidOCR's OpenVINO venv (`rapidocr_openvino`, build/venv-rapidocr-openvino).
     python perf/rapidocr_baseline.py --flavour openvino --pictures DIR --seconds 20 --out result.json
 
 Writes the recognised lines of every picture (one call each, after a
-warm-up) and the throughput and latencies of a sequential loop over them."""
+warm-up) and the throughput and latencies of a sequential loop over them.
+With `--passes-on-request` it then stays up, warm: each line on its standard
+input times one more pass over the pictures and answers one JSON line on its
+standard output (the paired rounds of perf/ocr.py); RapidOCR's own prints go
+to standard error, so they never mix with the answers."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import json
+import os
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -38,7 +44,12 @@ def main(argv=None) -> None:
     parser.add_argument("--pictures", type=Path, required=True, help="folder of picture files, read in name order")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--passes-on-request", action="store_true", help="then time one pass per line read on stdin")
     args = parser.parse_args(argv)
+    answers = None
+    if args.passes_on_request:
+        answers = os.fdopen(os.dup(1), "w", buffering=1)
+        os.dup2(2, 1)  # whatever RapidOCR prints goes to stderr
 
     if args.flavour == "openvino-f32":
         force_f32()
@@ -49,25 +60,28 @@ def main(argv=None) -> None:
     for picture in pictures:
         result, _ = engine(picture)
         lines.append([text for _box, text, _score in (result or [])])
+    args.out.write_text(json.dumps({"flavour": args.flavour, "lines": lines, **timed(engine, pictures, args.seconds)}))
+    if answers is not None:
+        answers.write("ready\n")
+        for _request in sys.stdin:
+            answers.write(json.dumps(timed(engine, pictures, 0.0)) + "\n")
+
+
+def timed(engine, pictures: list[bytes], seconds: float) -> dict:
+    """A sequential loop over the pictures for `seconds`, at least one whole pass."""
     latencies = []
     start = time.perf_counter()
-    while time.perf_counter() - start < args.seconds or len(latencies) < len(pictures):
+    while time.perf_counter() - start < seconds or len(latencies) < len(pictures):
         begin = time.perf_counter()
         engine(pictures[len(latencies) % len(pictures)])
         latencies.append(time.perf_counter() - begin)
     elapsed = time.perf_counter() - start
     latencies.sort()
-    args.out.write_text(
-        json.dumps(
-            {
-                "flavour": args.flavour,
-                "lines": lines,
-                "throughput": len(latencies) / elapsed,
-                "p50_ms": statistics.median(latencies) * 1000,
-                "p95_ms": latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))] * 1000,
-            }
-        )
-    )
+    return {
+        "throughput": len(latencies) / elapsed,
+        "p50_ms": statistics.median(latencies) * 1000,
+        "p95_ms": latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))] * 1000,
+    }
 
 
 if __name__ == "__main__":

@@ -82,7 +82,8 @@ def test_paired_rounds_take_the_median_of_each_rounds_ratio():
     does not move it; the median ignores one outlying round."""
     from perf.ocr import paired_summary
 
-    text = paired_summary([(0.6, 0.5, 0.5), (0.3, 0.3, 0.25), (0.4, 0.6, 0.8)], concurrency=4, passes=2)
+    text = paired_summary([(0.6, 0.5, 0.5, 0.3), (0.3, 0.3, 0.25, 0.2), (0.4, 0.6, 0.8, 0.4)], concurrency=4, passes=2)
     assert "3 rounds" in text and "2 passes" in text
-    assert "0.600 / 0.500 / 0.500 (1.20x / 1.00x)" in text
-    assert "**`ocr` 1.20x, `ocr_bls` 1.00x**" in text
+    assert "0.600 / 0.500 / 0.500 / 0.300 (1.20x / 1.00x)" in text
+    assert "**`ocr` 1.20x, `ocr_bls` 1.00x** rapidocr-openvino" in text
+    assert "`ocr` 1.50x, `ocr_bls` 1.50x rapidocr-onnxruntime" in text
