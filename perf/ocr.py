@@ -9,8 +9,9 @@ RapidOCR called directly, on two picture sets:
   a plain asyncio web server (the seed's Sanic-style approach).
 
 The served lines must equal RapidOCR's on every page (stated in the report).
-On the document pages the deciding comparison is paired: served and
-rapidocr-openvino alternated in rounds, the ratio taken within each round.
+On the document pages the deciding comparison is paired: the served
+pipelines and both RapidOCR flavours alternated in rounds, the ratios taken
+within each round.
 Where the served time goes comes from Triton's statistics. Two ceilings: the
 cores over the CPU time the server spends per page at concurrency 1
 (overheads included), and the sum of parts: the same composition in one
@@ -54,19 +55,25 @@ def pictures() -> list[bytes]:
     return [s.data for s in samples() if s.name != "large"]
 
 
-def rapidocr(flavour: str, pages: list[bytes], seconds: float) -> tuple[Row, list[list[str]]]:
-    """RapidOCR's `flavour` in a process of its own: its row and lines."""
-    folder = Path(tempfile.mkdtemp(prefix=f"perf-rapidocr-{flavour}-"))
-    for index, page in enumerate(pages):
-        (folder / f"{index:03d}").write_bytes(page)
-    out = folder / "result.json"
+def baseline_command(flavour: str, pages: list[bytes], *options: str) -> tuple[Path, list[str], dict[str, str]]:
+    """perf/rapidocr_baseline.py for `flavour` on the pages, written to a new
+    folder that also takes its result.json: (folder, command, environment)."""
     python = BASELINE_PYTHON[flavour]
     if not python.exists():
         raise SystemExit(f"{python} is missing: `make perf` builds RapidOCR's OpenVINO venv")
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    folder = Path(tempfile.mkdtemp(prefix=f"perf-rapidocr-{flavour}-"))
+    for index, page in enumerate(pages):
+        (folder / f"{index:03d}").write_bytes(page)
     script = REPO_ROOT / "perf" / "rapidocr_baseline.py"
-    subprocess.run([str(python), str(script), "--flavour", flavour, "--pictures", str(folder), "--seconds", str(seconds), "--out", str(out)], check=True, env=env)
-    result = json.loads(out.read_text())
+    command = [str(python), str(script), "--flavour", flavour, "--pictures", str(folder), "--out", str(folder / "result.json"), *options]
+    return folder, command, {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
+def rapidocr(flavour: str, pages: list[bytes], seconds: float) -> tuple[Row, list[list[str]]]:
+    """RapidOCR's `flavour` in a process of its own: its row and lines."""
+    folder, command, env = baseline_command(flavour, pages, "--seconds", str(seconds))
+    subprocess.run(command, check=True, env=env)
+    result = json.loads((folder / "result.json").read_text())
     labels = {"openvino": OPENVINO, "openvino-f32": OPENVINO_F32, "onnxruntime": ONNXRUNTIME}
     return Row(labels[flavour], 1, result["throughput"], result["p50_ms"], result["p95_ms"]), result["lines"]
 
@@ -79,19 +86,10 @@ class RapidOcrWorker:
 
     def __init__(self, flavour: str, pages: list[bytes]):
         self.flavour = flavour
-        self.folder = Path(tempfile.mkdtemp(prefix=f"perf-rapidocr-{flavour}-"))
-        for index, page in enumerate(pages):
-            (self.folder / f"{index:03d}").write_bytes(page)
-        python = BASELINE_PYTHON[flavour]
-        if not python.exists():
-            raise SystemExit(f"{python} is missing: `make perf` builds RapidOCR's OpenVINO venv")
-        command = [str(python), str(REPO_ROOT / "perf" / "rapidocr_baseline.py"), "--flavour", flavour, "--pictures", str(self.folder)]
-        command += ["--seconds", "0", "--out", str(self.folder / "result.json"), "--passes-on-request"]
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        self.folder, command, env = baseline_command(flavour, pages, "--seconds", "0", "--passes-on-request")
         self.process = subprocess.Popen(command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
         if self.process.stdout.readline().strip() != "ready":  # after its warm-up and lines pass
             raise RuntimeError(f"rapidocr {flavour} worker did not start (exit {self.process.wait()})")
-        self.lines = json.loads((self.folder / "result.json").read_text())["lines"]
 
     def one_pass(self) -> float:
         """Pages/s of one timed pass."""

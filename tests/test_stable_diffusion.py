@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 import queue
 import shutil
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -285,9 +287,6 @@ def test_a_hub_name_is_exported_from_the_hub_cache(tmp_path):
     """--source with a Hugging Face hub name: huggingface_hub resolves it
     (here offline, from a cache laid out as a download leaves it), and the
     snapshot is the checkpoint kept and exported."""
-    import subprocess
-    import sys
-
     from export.stable_diffusion import seeded_checkpoint
     from tools.paths import REPO_ROOT
 
