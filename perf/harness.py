@@ -90,6 +90,9 @@ def run_perf_analyzer(
     """perf_analyzer at one concurrency: measurement windows until stable (a
     fixed number of requests if it never is), or exactly `request_count`
     requests when given (a smoke run)."""
+    if request_count is not None and request_count < concurrency:
+        # perf_analyzer then waits minutes for requests it never sends
+        raise ValueError(f"request_count {request_count} is below the concurrency {concurrency}")
     with tempfile.NamedTemporaryFile(suffix=".csv", delete=False) as handle:
         report = Path(handle.name)
     base = [

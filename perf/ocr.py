@@ -21,6 +21,7 @@ cheapest way to run it), timed part by part."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -30,6 +31,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 from perf.baseline_server import BaselineServer
@@ -43,8 +45,7 @@ from tools.testsets.ocr import samples
 
 DIRECT = "RapidOCR direct (sequential)"
 OPENVINO = "rapidocr-openvino (sequential)"
-OPENVINO_F32 = "rapidocr-openvino f32 (sequential)"
-ONNXRUNTIME = "rapidocr-onnxruntime (sequential)"
+BASELINE_LABELS = {"openvino": OPENVINO, "openvino-f32": "rapidocr-openvino f32 (sequential)", "onnxruntime": "rapidocr-onnxruntime (sequential)"}
 STAGES = ("image_decode", "ocr_det_pre", "ocr_det", "ocr_recognize", "ocr_cls", "ocr_rec", "ocr_bls")
 OPENVINO_PYTHON = REPO_ROOT / "build" / "venv-rapidocr-openvino" / "bin" / "python"
 BASELINE_PYTHON = {"openvino": OPENVINO_PYTHON, "openvino-f32": OPENVINO_PYTHON, "onnxruntime": Path(sys.executable)}
@@ -69,37 +70,36 @@ def baseline_command(flavour: str, pages: list[bytes], *options: str) -> tuple[P
     return folder, command, {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
 
-def rapidocr(flavour: str, pages: list[bytes], seconds: float) -> tuple[Row, list[list[str]]]:
-    """RapidOCR's `flavour` in a process of its own: its row and lines."""
-    folder, command, env = baseline_command(flavour, pages, "--seconds", str(seconds))
-    subprocess.run(command, check=True, env=env)
-    result = json.loads((folder / "result.json").read_text())
-    labels = {"openvino": OPENVINO, "openvino-f32": OPENVINO_F32, "onnxruntime": ONNXRUNTIME}
-    return Row(labels[flavour], 1, result["throughput"], result["p50_ms"], result["p95_ms"]), result["lines"]
-
-
 class RapidOcrWorker:
-    """RapidOCR's `flavour` kept warm in a process of its own, timing one
-    sequential pass over the pages per `one_pass()` (the paired rounds). It
-    idles on its stdin between passes, so it costs no CPU while the served
-    pipeline is measured."""
+    """RapidOCR's `flavour` kept warm in a process of its own, for the baseline
+    rows and the paired rounds: it reads the pages' lines once, then times a
+    sequential loop over the pages per `timed()`. It idles on its stdin in
+    between, so it costs no CPU while the served pipeline is measured."""
 
     def __init__(self, flavour: str, pages: list[bytes]):
         self.flavour = flavour
-        self.folder, command, env = baseline_command(flavour, pages, "--seconds", "0", "--passes-on-request")
+        self.folder, command, env = baseline_command(flavour, pages, "--passes-on-request")
         self.process = subprocess.Popen(command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
         if self.process.stdout.readline().strip() != "ready":  # after its warm-up and lines pass
             raise RuntimeError(f"rapidocr {flavour} worker did not start (exit {self.process.wait()})")
+        self.lines: list[list[str]] = json.loads((self.folder / "result.json").read_text())["lines"]
 
-    def one_pass(self) -> float:
-        """Pages/s of one timed pass."""
-        self.process.stdin.write("pass\n")
+    def timed(self, seconds: float = 0.0) -> dict[str, float]:
+        """throughput (pages/s), p50_ms and p95_ms of a loop for `seconds`, at least one pass."""
+        self.process.stdin.write(f"{seconds}\n")
         answer = self.process.stdout.readline()
         if not answer:
             raise RuntimeError(f"rapidocr {self.flavour} worker exited (code {self.process.wait()})")
-        return json.loads(answer)["throughput"]
+        return json.loads(answer)
 
-    def close(self) -> None:
+    def row(self, seconds: float) -> Row:
+        result = self.timed(seconds)
+        return Row(BASELINE_LABELS[self.flavour], 1, result["throughput"], result["p50_ms"], result["p95_ms"])
+
+    def __enter__(self) -> RapidOcrWorker:
+        return self
+
+    def __exit__(self, *exc) -> None:
         self.process.stdin.close()
         self.process.wait(timeout=60)
         shutil.rmtree(self.folder, ignore_errors=True)
@@ -203,47 +203,68 @@ def served_rows(server, inputs: Path, count: int, concurrencies, seconds: float)
     return rows, shares
 
 
-def paired_rounds(server, inputs: Path, pages: list[bytes], concurrency: int, rounds: int, passes: int) -> str:
+@dataclass(frozen=True)
+class Round:
+    """One paired round: the served pipelines' pages/s at concurrency 4 and
+    p50 ms at concurrency 1, beside one sequential pass of each warm baseline
+    (rapidocr-openvino f32, rapidocr-onnxruntime), which gives both."""
+
+    ocr: float
+    ocr_bls: float
+    openvino: float
+    onnxruntime: float
+    ocr_p50: float
+    ocr_bls_p50: float
+    openvino_p50: float
+
+
+def paired_rounds(server, inputs: Path, pages: list[bytes], concurrency: int, rounds: int, passes: int, openvino, onnxruntime) -> str:
     """This machine's speed drifts by 20-30% within minutes, more than the
     margins the targets ask for. So the deciding comparison alternates the
     systems: each round serves `ocr` and `ocr_bls` exactly `passes` passes over
-    the pages (a fixed request count), then times one pass of rapidocr-openvino
-    forced to f32 (the like-for-like baseline: same engine, same precision,
-    identical lines) and one of rapidocr-onnxruntime, both kept warm in
-    processes of their own; the ratios are taken within each round."""
-    workers = []
-    try:
-        for flavour in ("openvino-f32", "onnxruntime"):
-            workers.append(RapidOcrWorker(flavour, pages))
-        measured = []
-        for _ in range(rounds):
-            served = [
-                run_perf_analyzer(model, server.http_url, concurrency, inputs, request_count=passes * len(pages)).throughput
-                for model in ("ocr", "ocr_bls")
-            ]
-            measured.append((*served, *(worker.one_pass() for worker in workers)))
-    finally:
-        for worker in workers:
-            worker.close()
+    the pages at `concurrency` (a fixed request count) and one pass each at
+    concurrency 1, then times one pass of each warm baseline worker:
+    rapidocr-openvino forced to f32 (the like-for-like baseline: same engine,
+    same precision, identical lines) and rapidocr-onnxruntime. The ratios are
+    taken within each round."""
+    measured = []
+    for _ in range(rounds):
+        loaded, alone = (
+            [run_perf_analyzer(model, server.http_url, c, inputs, request_count=n * len(pages)) for model in ("ocr", "ocr_bls")]
+            for c, n in ((concurrency, passes), (1, 1))
+        )
+        ov, ort = openvino.timed(), onnxruntime.timed()
+        measured.append(
+            Round(loaded[0].throughput, loaded[1].throughput, ov["throughput"], ort["throughput"], alone[0].p50_ms, alone[1].p50_ms, ov["p50_ms"])
+        )
     return paired_summary(measured, concurrency, passes)
 
 
-def paired_summary(measured: list[tuple[float, float, float, float]], concurrency: int, passes: int) -> str:
-    """The rounds' pages/s (`ocr`, `ocr_bls`, rapidocr-openvino f32,
-    rapidocr-onnxruntime), the ratios to the first baseline and the median
-    ratios to both."""
-    rows = "; ".join(
-        f"{ocr:.3f} / {bls:.3f} / {ov:.3f} / {ort:.3f} ({ocr / ov:.2f}x / {bls / ov:.2f}x)" for ocr, bls, ov, ort in measured
+def paired_summary(measured: list[Round], concurrency: int, passes: int) -> str:
+    """The rounds' figures, their ratios to rapidocr-openvino f32 and the median
+    ratios: throughput to both baselines, p50 at concurrency 1 to openvino."""
+    rates = "; ".join(
+        f"{r.ocr:.3f} / {r.ocr_bls:.3f} / {r.openvino:.3f} / {r.onnxruntime:.3f} ({r.ocr / r.openvino:.2f}x / {r.ocr_bls / r.openvino:.2f}x)"
+        for r in measured
+    )
+    latencies = "; ".join(
+        f"{r.ocr_p50:,.0f} / {r.ocr_bls_p50:,.0f} / {r.openvino_p50:,.0f} ({r.ocr_p50 / r.openvino_p50:.2f} / {r.ocr_bls_p50 / r.openvino_p50:.2f})"
+        for r in measured
     )
 
-    def median(served: int, baseline: int) -> float:
-        return statistics.median(row[served] / row[baseline] for row in measured)
+    def median(ratio) -> float:
+        return statistics.median(ratio(r) for r in measured)
 
     return (
-        f"Paired rounds at concurrency {concurrency} ({len(measured)} rounds; per round `ocr`, `ocr_bls` {passes} passes over the pages each, "
-        "then one pass each of rapidocr-openvino f32 and rapidocr-onnxruntime, kept warm; pages/s `ocr` / `ocr_bls` / openvino f32 / "
-        f"onnxruntime, and the served against openvino): {rows}. Median of the rounds' ratios: **`ocr` {median(0, 2):.2f}x, "
-        f"`ocr_bls` {median(1, 2):.2f}x** rapidocr-openvino; `ocr` {median(0, 3):.2f}x, `ocr_bls` {median(1, 3):.2f}x rapidocr-onnxruntime."
+        f"Paired rounds ({len(measured)} rounds; per round `ocr` and `ocr_bls` {passes} passes over the pages each at concurrency {concurrency} "
+        "and one pass each at concurrency 1, then one pass each of rapidocr-openvino f32 and rapidocr-onnxruntime, kept warm). "
+        f"Pages/s at concurrency {concurrency}, `ocr` / `ocr_bls` / openvino f32 / onnxruntime, and the served against openvino: {rates}. "
+        f"Median of the rounds' ratios: **`ocr` {median(lambda r: r.ocr / r.openvino):.2f}x, "
+        f"`ocr_bls` {median(lambda r: r.ocr_bls / r.openvino):.2f}x** rapidocr-openvino; "
+        f"`ocr` {median(lambda r: r.ocr / r.onnxruntime):.2f}x, `ocr_bls` {median(lambda r: r.ocr_bls / r.onnxruntime):.2f}x rapidocr-onnxruntime. "
+        f"p50 ms at concurrency 1, `ocr` / `ocr_bls` / openvino f32, and the served over openvino (below 1 is faster): {latencies}. "
+        f"Median of the rounds' p50 ratios: **`ocr` {median(lambda r: r.ocr_p50 / r.openvino_p50):.2f}, "
+        f"`ocr_bls` {median(lambda r: r.ocr_bls_p50 / r.openvino_p50):.2f}** of rapidocr-openvino's."
     )
 
 
@@ -256,19 +277,17 @@ def documents_table(server, concurrencies, seconds: float, rounds: int = 3, pass
     usable = usable_cores()
     limit, how = ceiling(server, pages, usable)
     parts_limit, parts_how, parts_lines = parts_ceiling(pages, usable)
-    rows, notes = served_rows(server, inputs, len(pages), concurrencies, seconds)
-    row, openvino_lines = rapidocr("openvino", pages, seconds)
-    rows.append(row)
-    row, openvino_f32_lines = rapidocr("openvino-f32", pages, seconds)
-    rows.append(row)
-    row, onnxruntime_lines = rapidocr("onnxruntime", pages, seconds)
-    rows.append(row)
+    with contextlib.ExitStack() as stack:
+        workers = {flavour: stack.enter_context(RapidOcrWorker(flavour, pages)) for flavour in BASELINE_LABELS}
+        rows, notes = served_rows(server, inputs, len(pages), concurrencies, seconds)
+        rows += [worker.row(seconds) for worker in workers.values()]
+        paired = paired_rounds(server, inputs, pages, max(concurrencies), rounds, passes, workers["openvino-f32"], workers["onnxruntime"])
     best = max(r.throughput for r in rows if r.system in ("triton ocr", "triton ocr_bls"))
-    paired = paired_rounds(server, inputs, pages, max(concurrencies), rounds, passes)
     summary = [
         paired,
-        f"Served lines: {same_lines('rapidocr-onnxruntime', served, onnxruntime_lines)}; "
-        f"{same_lines('rapidocr-openvino forced to f32', served, openvino_f32_lines)}; {same_lines('rapidocr-openvino', served, openvino_lines)} "
+        f"Served lines: {same_lines('rapidocr-onnxruntime', served, workers['onnxruntime'].lines)}; "
+        f"{same_lines('rapidocr-openvino forced to f32', served, workers['openvino-f32'].lines)}; "
+        f"{same_lines('rapidocr-openvino', served, workers['openvino'].lines)} "
         "(its default precision is bf16 on CPUs with AVX512_BF16 or AMX, f32 elsewhere)."
         + (
             ""

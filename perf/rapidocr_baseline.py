@@ -7,10 +7,11 @@ in RapidOCR's OpenVINO venv (`rapidocr_openvino`, build/venv-rapidocr-openvino).
 
 Writes the recognised lines of every picture (one call each, after a
 warm-up) and the throughput and latencies of a sequential loop over them.
-With `--passes-on-request` it then stays up, warm: each line on its standard
-input times one more pass over the pictures and answers one JSON line on its
-standard output (the paired rounds of perf/ocr.py); RapidOCR's own prints go
-to standard error, so they never mix with the answers."""
+With `--passes-on-request` it writes the lines only and stays up, warm: each line on its standard
+input (`SECONDS`, or empty for one pass) times one more sequential loop over
+the pictures and answers one JSON line on its standard output (perf/ocr.py's
+baseline rows and paired rounds); RapidOCR's own prints go to standard error,
+so they never mix with the answers."""
 
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ def main(argv=None) -> None:
     parser.add_argument("--pictures", type=Path, required=True, help="folder of picture files, read in name order")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--passes-on-request", action="store_true", help="then time one pass per line read on stdin")
+    parser.add_argument("--passes-on-request", action="store_true", help="then time one loop per line read on stdin (its seconds, or one pass)")
     args = parser.parse_args(argv)
     answers = None
     if args.passes_on_request:
@@ -60,11 +61,14 @@ def main(argv=None) -> None:
     for picture in pictures:
         result, _ = engine(picture)
         lines.append([text for _box, text, _score in (result or [])])
-    args.out.write_text(json.dumps({"flavour": args.flavour, "lines": lines, **timed(engine, pictures, args.seconds)}))
+    result = {"flavour": args.flavour, "lines": lines}
+    if answers is None:
+        result.update(timed(engine, pictures, args.seconds))
+    args.out.write_text(json.dumps(result))
     if answers is not None:
         answers.write("ready\n")
-        for _request in sys.stdin:
-            answers.write(json.dumps(timed(engine, pictures, 0.0)) + "\n")
+        for request in sys.stdin:
+            answers.write(json.dumps(timed(engine, pictures, float(request.strip() or 0))) + "\n")
 
 
 def timed(engine, pictures: list[bytes], seconds: float) -> dict:

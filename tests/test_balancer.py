@@ -22,7 +22,7 @@ import pytest
 import requests
 import tritonclient.grpc as grpcclient
 from object_storage_helpers import MotoServer
-from triton_helpers import make_inputs
+from triton_helpers import make_inputs, wait_until
 
 from tools.balancer import GRPC_RETRY_CHANNEL_ARGS, Replica, find_nginx, nginx_config, start_nginx
 from tools.object_storage import publish
@@ -152,20 +152,20 @@ def replicas(tmp_path_factory):
         s3.stop()
 
 
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=1).ok
+    except requests.RequestException:
+        return False
+
+
 def test_killing_a_replica_mid_run_loses_no_request(replicas):
     s3, (first, second), workdir = replicas
     http_port, grpc_port = free_port(), free_port()
     members = [Replica(f"127.0.0.1:{s.http_port}", f"127.0.0.1:{s.grpc_port}") for s in (first, second)]
     nginx = start_nginx(workdir, nginx_config(workdir, members, http_port, grpc_port, fail_timeout=FAIL_TIMEOUT))
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                requests.get(f"http://127.0.0.1:{http_port}/v2/health/ready", timeout=1).raise_for_status()
-                break
-            except requests.RequestException:
-                assert time.monotonic() < deadline, (workdir / "error.log").read_text()
-                time.sleep(0.2)
+        wait_until(lambda: _answers(f"http://127.0.0.1:{http_port}/v2/health/ready"), 20, lambda: (workdir / "error.log").read_text())
         expected = requests.post(
             f"http://{second.http_url}/v2/models/text2ids/infer",
             json={"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": [TEXT]}]},
@@ -217,18 +217,18 @@ def test_grpc_error_from_nginx_is_a_retryable_unavailable(tmp_path):
     nginx = start_nginx(tmp_path, nginx_config(tmp_path, [Replica(dead, dead)], http_port, grpc_port, fail_timeout=FAIL_TIMEOUT))
     try:
         client = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}", channel_args=GRPC_RETRY_CHANNEL_ARGS)
-        deadline = time.monotonic() + 20
-        while True:
+        last_error = [""]
+
+        def refused_by_the_balancer() -> bool:
             try:
                 client.is_server_live()
             except Exception as error:  # noqa: BLE001 - the first refusal may be nginx still starting
                 status = error.status() if hasattr(error, "status") else ""
-                if "UNAVAILABLE" in str(status) and "replica unavailable" in error.message():
-                    break
-                assert time.monotonic() < deadline, f"{status} {error}"
-                time.sleep(0.2)
-            else:
-                pytest.fail("a call to a dead replica succeeded")
+                last_error[0] = f"{status} {error}"
+                return "UNAVAILABLE" in str(status) and "replica unavailable" in error.message()
+            pytest.fail("a call to a dead replica succeeded")
+
+        wait_until(refused_by_the_balancer, 20, lambda: last_error[0])
         client.close()
     finally:
         nginx.terminate()

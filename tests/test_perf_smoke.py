@@ -80,10 +80,17 @@ def test_ceilings_divide_by_the_cores_this_process_may_use():
 def test_paired_rounds_take_the_median_of_each_rounds_ratio():
     """The ratio is taken within a round, so a slow round for both systems
     does not move it; the median ignores one outlying round."""
-    from perf.ocr import paired_summary
+    from perf.ocr import Round, paired_summary
 
-    text = paired_summary([(0.6, 0.5, 0.5, 0.3), (0.3, 0.3, 0.25, 0.2), (0.4, 0.6, 0.8, 0.4)], concurrency=4, passes=2)
+    rounds = [
+        Round(0.6, 0.5, 0.5, 0.3, 1000, 1300, 1250),
+        Round(0.3, 0.3, 0.25, 0.2, 2000, 2000, 1600),
+        Round(0.4, 0.6, 0.8, 0.4, 900, 1100, 1000),
+    ]
+    text = paired_summary(rounds, concurrency=4, passes=2)
     assert "3 rounds" in text and "2 passes" in text
     assert "0.600 / 0.500 / 0.500 / 0.300 (1.20x / 1.00x)" in text
     assert "**`ocr` 1.20x, `ocr_bls` 1.00x** rapidocr-openvino" in text
     assert "`ocr` 1.50x, `ocr_bls` 1.50x rapidocr-onnxruntime" in text
+    assert "1,000 / 1,300 / 1,250 (0.80 / 1.04)" in text
+    assert "**`ocr` 0.90, `ocr_bls` 1.10** of rapidocr-openvino's" in text

@@ -12,7 +12,6 @@ import socket
 import string
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -22,6 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from lifecycle import DATATYPES, Launcher, small_repository
+from triton_helpers import wait_until
 
 from clients.common import Tls, connect, make_inputs
 from tools.paths import REPO_ROOT
@@ -182,16 +182,18 @@ def https_proxy(tls_server, tmp_path):
     )
     (tmp_path / "nginx.conf").write_text(conf)
     process = subprocess.Popen([nginx, "-p", str(tmp_path), "-e", str(tmp_path / "error.log"), "-c", "nginx.conf", "-g", "daemon off;"])
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                break
+
+    def listening() -> bool:
         assert process.poll() is None, (tmp_path / "error.log").read_text()
-        time.sleep(0.1)
-    yield f"localhost:{port}"
-    process.terminate()
-    process.wait(20)
+        with socket.socket() as sock:
+            return sock.connect_ex(("127.0.0.1", port)) == 0
+
+    try:
+        wait_until(listening, 20, f"nginx did not listen on port {port} within 20 s", interval=0.1)
+        yield f"localhost:{port}"
+    finally:
+        process.terminate()
+        process.wait(20)
 
 
 def test_https_through_the_nginx_proxy(tls_server, https_proxy):
