@@ -205,8 +205,8 @@ def served_rows(server, inputs: Path, count: int, concurrencies, seconds: float)
 
 @dataclass(frozen=True)
 class Round:
-    """One paired round: the served pipelines' pages/s at concurrency 4 and
-    p50 ms at concurrency 1, beside one sequential pass of each warm baseline
+    """One paired round: the served pipelines' pages/s under load (concurrency
+    4) and p50 ms at concurrency 1, beside one sequential pass of each warm baseline
     (rapidocr-openvino f32, rapidocr-onnxruntime), which gives both."""
 
     ocr: float
@@ -218,7 +218,9 @@ class Round:
     openvino_p50: float
 
 
-def paired_rounds(server, inputs: Path, pages: list[bytes], concurrency: int, rounds: int, passes: int, openvino, onnxruntime) -> str:
+def paired_rounds(
+    server, inputs: Path, pages: list[bytes], concurrency: int, rounds: int, passes: int, openvino: RapidOcrWorker, onnxruntime: RapidOcrWorker
+) -> str:
     """This machine's speed drifts by 20-30% within minutes, more than the
     margins the targets ask for. So the deciding comparison alternates the
     systems: each round serves `ocr` and `ocr_bls` exactly `passes` passes over
@@ -227,12 +229,13 @@ def paired_rounds(server, inputs: Path, pages: list[bytes], concurrency: int, ro
     rapidocr-openvino forced to f32 (the like-for-like baseline: same engine,
     same precision, identical lines) and rapidocr-onnxruntime. The ratios are
     taken within each round."""
+
+    def served(at: int, passes: int) -> list[Row]:
+        return [run_perf_analyzer(model, server.http_url, at, inputs, request_count=passes * len(pages)) for model in ("ocr", "ocr_bls")]
+
     measured = []
     for _ in range(rounds):
-        loaded, alone = (
-            [run_perf_analyzer(model, server.http_url, c, inputs, request_count=n * len(pages)) for model in ("ocr", "ocr_bls")]
-            for c, n in ((concurrency, passes), (1, 1))
-        )
+        loaded, alone = served(concurrency, passes), served(1, 1)
         ov, ort = openvino.timed(), onnxruntime.timed()
         measured.append(
             Round(loaded[0].throughput, loaded[1].throughput, ov["throughput"], ort["throughput"], alone[0].p50_ms, alone[1].p50_ms, ov["p50_ms"])
