@@ -25,7 +25,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -93,6 +93,12 @@ def _sentence_inputs() -> Path:
     return text_inputs(varied_sentences(), "engines-texts")
 
 
+def _prompt_inputs() -> Path:
+    from perf import stable_diffusion
+
+    return stable_diffusion.inputs(20, 7.5, Path(tempfile.mkdtemp(prefix="perf-engines-prompts-")))
+
+
 @dataclass(frozen=True)
 class Pipeline:
     entry: str
@@ -110,6 +116,11 @@ PIPELINES = [
     Pipeline("clip_image_embedding", ("image_decode", "clip_image_preprocess", "clip_image_encoder", "clip_image_embedding"), ("clip_image_encoder",), _photo_inputs, "images", tuple(SHORT_VARIANTS)),
     Pipeline("clip_text_embedding", ("clip_tokenizer", "clip_text_encoder", "clip_text_embedding"), ("clip_text_encoder",), _sentence_inputs, "texts", tuple(SHORT_VARIANTS)),
     Pipeline("text_embedding", ("text_tokenizer", "text_encoder", "text_pooling", "text_embedding"), ("text_encoder",), _sentence_inputs, "texts", tuple(SHORT_VARIANTS)),
+    # the small default checkpoint, 20 steps, guidance 7.5
+    Pipeline(
+        "stable_diffusion", ("sd_text_encoder", "sd_unet", "sd_vae_decoder", "stable_diffusion"), ("sd_text_encoder", "sd_unet", "sd_vae_decoder"),
+        _prompt_inputs, "images", tuple(SHORT_VARIANTS),
+    ),
 ]
 
 
@@ -154,12 +165,40 @@ def in_pipeline(pipeline: Pipeline, seconds: float) -> tuple[Table, list[str]]:
 
 # --------------------------------------------------------------- alone
 
-# networks timed on a fixed input: ms per call
-ALONE_INPUTS = {
-    "orientation_classifier": {"x": (4, 3, 224, 224)},
-    "vit_model": {"pixel_values": (1, 3, 224, 224)},
-    "clip_image_encoder": {"pixel_values": (1, 3, 224, 224)},
+# networks timed on a fixed input, ms per call: shapes as the pipelines send
+# them (a text of ~16 / ~32 tokens, both halves of classifier-free guidance,
+# the small default checkpoint's 4x32x32 latents and 77 x 32 text states)
+ALONE_INPUTS: dict[str, dict[str, tuple[tuple[int, ...], type]]] = {
+    "orientation_classifier": {"x": ((4, 3, 224, 224), np.float32)},
+    "vit_model": {"pixel_values": ((1, 3, 224, 224), np.float32)},
+    "clip_image_encoder": {"pixel_values": ((1, 3, 224, 224), np.float32)},
+    "clip_text_encoder": {"input_ids": ((1, 16), np.int64), "attention_mask": ((1, 16), np.int64)},
+    "text_encoder": {"input_ids": ((1, 32), np.int64), "attention_mask": ((1, 32), np.int64), "token_type_ids": ((1, 32), np.int64)},
+    "sd_text_encoder": {"input_ids": ((2, 77), np.int32)},
+    "sd_unet": {"sample": ((2, 4, 32, 32), np.float32), "timestep": ((2, 1), np.float32), "encoder_hidden_states": ((2, 77, 32), np.float32)},
+    "sd_vae_decoder": {"latent_sample": ((1, 4, 32, 32), np.float32)},
+    "datatypes_onnx": {
+        "x_fp32": ((1, 16), np.float32), "x_fp16": ((1, 16), np.float16), "x_int64": ((1, 16), np.int64),
+        "x_int32": ((1, 16), np.int32), "x_uint8": ((1, 16), np.uint8), "x_bool": ((1, 16), np.bool_),
+    },
 }
+
+
+def fixed_feed(name: str, shape: tuple[int, ...], dtype: type, rng: np.random.Generator) -> np.ndarray:
+    """A valid input: masks all ones, token type ids zero, other ids within
+    every tokenizer's vocabulary, timesteps in the schedule's range, floats
+    uniform in [0, 1)."""
+    if name.endswith("mask"):
+        return np.ones(shape, dtype)
+    if name == "token_type_ids":
+        return np.zeros(shape, dtype)
+    if name == "timestep":
+        return rng.integers(0, 1000, shape).astype(dtype)
+    if np.issubdtype(dtype, np.integer) or dtype is np.bool_:
+        return rng.integers(0, 2 if dtype is np.bool_ else 100 if dtype is np.uint8 else 1000, shape).astype(dtype)
+    return rng.random(shape).astype(dtype)
+
+
 ALONE_VARIANTS = (
     Variant("onnxruntime", 1, False),
     Variant("onnxruntime", 2, False),
@@ -213,17 +252,24 @@ def _ms_per_pass(engine, outputs: list[str], feeds_list: list[dict[str, np.ndarr
     return (time.perf_counter() - start) * 1000 / passes
 
 
-def alone(seconds: float) -> str:
-    """Per network and variant: the OCR networks in ms per document page
-    (their real calls), the others in ms per call on a fixed input; one
-    process, one engine at a time. A markdown table."""
+def alone(seconds: float, networks: Sequence[str] = ()) -> str:
+    """Per network (all, or those named) and variant: the OCR networks in ms
+    per document page (their real calls), the others in ms per call on a
+    fixed input, all their served outputs; one process, one engine at a
+    time. A markdown table."""
     from pipelines.ocr import models
     from pipelines.serving.network import ENGINES
 
-    pages, calls = document_calls()
+    ocr_networks = {models.DET_MODEL, models.CLS_MODEL, models.REC_MODEL}
+    pages, calls = document_calls() if not networks or ocr_networks & set(networks) else (0, {})
+    calls = {network: feeds for network, feeds in calls.items() if not networks or network in networks}
     wanted = {models.DET_MODEL: [models.DET_OUTPUT], models.CLS_MODEL: [models.CLS_OUTPUT], models.REC_MODEL: [models.REC_INDICES, models.REC_SCORES]}
     rng = np.random.default_rng(0)
-    fixed = {network: [{name: rng.random(shape, dtype=np.float32) for name, shape in shapes.items()}] for network, shapes in ALONE_INPUTS.items()}
+    fixed = {
+        network: [{name: fixed_feed(name, shape, dtype, rng) for name, (shape, dtype) in specs.items()}]
+        for network, specs in ALONE_INPUTS.items()
+        if not networks or network in networks
+    }
     lines = [
         "| network | measured on | " + " | ".join(v.label for v in ALONE_VARIANTS) + " |",
         "|---|---|" + "---|" * len(ALONE_VARIANTS),
@@ -231,17 +277,19 @@ def alone(seconds: float) -> str:
     for network in [*calls, *fixed]:
         cells = []
         for variant in ALONE_VARIANTS:
-            engine = ENGINES[variant.engine](network_context(network, variant))
+            context = network_context(network, variant)
+            engine = ENGINES[variant.engine](context)
             if network in calls:
                 ms = _ms_per_pass(engine, wanted[network], calls[network]) / pages
             else:
-                ms = _ms_per_pass(engine, sorted(engine.output_names)[:1], fixed[network], seconds)
+                ms = _ms_per_pass(engine, [spec.name for spec in context.outputs()], fixed[network], seconds)
             cells.append(f"{ms:.1f}")
             del engine
         if network in calls:
             where = f"ms per document page ({len(calls[network])} calls / {pages} pages)"
         else:
-            where = "ms per call, " + "x".join(map(str, next(iter(ALONE_INPUTS[network].values()))))
+            name, (shape, _) = next(iter(ALONE_INPUTS[network].items()))
+            where = f"ms per call, {name} " + "x".join(map(str, shape))
         lines.append(f"| {network} | {where} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -249,11 +297,11 @@ def alone(seconds: float) -> str:
 def run(server, concurrencies, quick: bool = False) -> Report:
     only = tuple(filter(None, os.environ.get("PERF_ENGINES_PIPELINES", "").split(",")))
     seconds = 8 if quick else 15
+    chosen = [pipeline for pipeline in PIPELINES if not only or pipeline.entry in only]
     tables, notes = [], []
-    per_call = alone(2 if quick else 4)
-    for pipeline in PIPELINES:
-        if only and pipeline.entry not in only:
-            continue
+    # a subset times its own networks only
+    per_call = alone(2 if quick else 4, [network for pipeline in chosen for network in pipeline.networks] if only else ())
+    for pipeline in chosen:
         table, found = in_pipeline(pipeline, seconds)
         tables.append(table)
         notes += found

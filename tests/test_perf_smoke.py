@@ -94,3 +94,22 @@ def test_paired_rounds_take_the_median_of_each_rounds_ratio():
     assert "`ocr` 1.50x, `ocr_bls` 1.50x rapidocr-onnxruntime" in text
     assert "1,000 / 1,300 / 1,250 (0.80 / 1.04)" in text
     assert "**`ocr` 0.90, `ocr_bls` 1.10** of rapidocr-openvino's" in text
+
+
+def test_the_engine_suite_times_every_onnx_network_on_inputs_its_config_accepts():
+    from perf.engines import ALONE_INPUTS, PIPELINES, Variant, network_context
+    from pipelines.ocr.models import CLS_MODEL, DET_MODEL, REC_MODEL
+    from tools import pbtxt
+    from tools.engine_configs import engine_of
+    from tools.paths import MODEL_REPOSITORY
+
+    networks = {p.parent.name for p in MODEL_REPOSITORY.glob("*/config.pbtxt") if engine_of(pbtxt.parse(p.read_text()))}
+    assert set(ALONE_INPUTS) | {DET_MODEL, CLS_MODEL, REC_MODEL} == networks
+    assert {n for pipeline in PIPELINES for n in pipeline.networks} <= networks
+    for network, specs in ALONE_INPUTS.items():
+        served = {spec.name: spec for spec in network_context(network, Variant("onnxruntime", 1)).inputs()}
+        assert set(specs) == set(served), network
+        for name, (shape, dtype) in specs.items():
+            spec = served[name]
+            assert np.dtype(dtype) == np.dtype(spec.numpy_type), (network, name)
+            assert len(shape) == len(spec.dims) + 1 and all(d in (-1, s) for d, s in zip(spec.dims, shape[1:])), (network, name, shape)
