@@ -167,24 +167,22 @@ def in_pipeline(pipeline: Pipeline, seconds: float) -> tuple[Table, list[str]]:
 
 # networks timed on a fixed input, ms per call: shapes as the pipelines send
 # them (a text of ~16 / ~32 tokens, both halves of classifier-free guidance,
-# the small default checkpoint's 4x32x32 latents and 77 x 32 text states)
-ALONE_INPUTS: dict[str, dict[str, tuple[tuple[int, ...], type]]] = {
-    "orientation_classifier": {"x": ((4, 3, 224, 224), np.float32)},
-    "vit_model": {"pixel_values": ((1, 3, 224, 224), np.float32)},
-    "clip_image_encoder": {"pixel_values": ((1, 3, 224, 224), np.float32)},
-    "clip_text_encoder": {"input_ids": ((1, 16), np.int64), "attention_mask": ((1, 16), np.int64)},
-    "text_encoder": {"input_ids": ((1, 32), np.int64), "attention_mask": ((1, 32), np.int64), "token_type_ids": ((1, 32), np.int64)},
-    "sd_text_encoder": {"input_ids": ((2, 77), np.int32)},
-    "sd_unet": {"sample": ((2, 4, 32, 32), np.float32), "timestep": ((2, 1), np.float32), "encoder_hidden_states": ((2, 77, 32), np.float32)},
-    "sd_vae_decoder": {"latent_sample": ((1, 4, 32, 32), np.float32)},
-    "datatypes_onnx": {
-        "x_fp32": ((1, 16), np.float32), "x_fp16": ((1, 16), np.float16), "x_int64": ((1, 16), np.int64),
-        "x_int32": ((1, 16), np.int32), "x_uint8": ((1, 16), np.uint8), "x_bool": ((1, 16), np.bool_),
-    },
+# the small default checkpoint's 4x32x32 latents and 77 x 32 text states);
+# the dtypes are the config's
+ALONE_SHAPES: dict[str, dict[str, tuple[int, ...]]] = {
+    "orientation_classifier": {"x": (4, 3, 224, 224)},
+    "vit_model": {"pixel_values": (1, 3, 224, 224)},
+    "clip_image_encoder": {"pixel_values": (1, 3, 224, 224)},
+    "clip_text_encoder": {"input_ids": (1, 16), "attention_mask": (1, 16)},
+    "text_encoder": {"input_ids": (1, 32), "attention_mask": (1, 32), "token_type_ids": (1, 32)},
+    "sd_text_encoder": {"input_ids": (2, 77)},
+    "sd_unet": {"sample": (2, 4, 32, 32), "timestep": (2, 1), "encoder_hidden_states": (2, 77, 32)},
+    "sd_vae_decoder": {"latent_sample": (1, 4, 32, 32)},
+    "datatypes_onnx": {name: (1, 16) for name in ("x_fp32", "x_fp16", "x_int64", "x_int32", "x_uint8", "x_bool")},
 }
 
 
-def fixed_feed(name: str, shape: tuple[int, ...], dtype: type, rng: np.random.Generator) -> np.ndarray:
+def fixed_feed(name: str, shape: tuple[int, ...], dtype: np.dtype, rng: np.random.Generator) -> np.ndarray:
     """A valid input: masks all ones, token type ids zero, other ids within
     every tokenizer's vocabulary, timesteps in the schedule's range, floats
     uniform in [0, 1)."""
@@ -194,9 +192,17 @@ def fixed_feed(name: str, shape: tuple[int, ...], dtype: type, rng: np.random.Ge
         return np.zeros(shape, dtype)
     if name == "timestep":
         return rng.integers(0, 1000, shape).astype(dtype)
-    if np.issubdtype(dtype, np.integer) or dtype is np.bool_:
-        return rng.integers(0, 2 if dtype is np.bool_ else 100 if dtype is np.uint8 else 1000, shape).astype(dtype)
+    if np.issubdtype(dtype, np.integer) or dtype == np.bool_:
+        return rng.integers(0, 2 if dtype == np.bool_ else 100 if dtype == np.uint8 else 1000, shape).astype(dtype)
     return rng.random(shape).astype(dtype)
+
+
+def fixed_feeds(network: str, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """One call's inputs for `network`: ALONE_SHAPES' shapes, the config's dtypes."""
+    served = {spec.name: spec for spec in network_context(network, Variant("onnxruntime", 1)).inputs()}
+    if set(served) != set(ALONE_SHAPES[network]):
+        raise ValueError(f"{network}: ALONE_SHAPES names {sorted(ALONE_SHAPES[network])}, the config {sorted(served)}")
+    return {name: fixed_feed(name, shape, np.dtype(served[name].numpy_type), rng) for name, shape in ALONE_SHAPES[network].items()}
 
 
 ALONE_VARIANTS = (
@@ -265,11 +271,7 @@ def alone(seconds: float, networks: Sequence[str] = ()) -> str:
     calls = {network: feeds for network, feeds in calls.items() if not networks or network in networks}
     wanted = {models.DET_MODEL: [models.DET_OUTPUT], models.CLS_MODEL: [models.CLS_OUTPUT], models.REC_MODEL: [models.REC_INDICES, models.REC_SCORES]}
     rng = np.random.default_rng(0)
-    fixed = {
-        network: [{name: fixed_feed(name, shape, dtype, rng) for name, (shape, dtype) in specs.items()}]
-        for network, specs in ALONE_INPUTS.items()
-        if not networks or network in networks
-    }
+    fixed = {network: [fixed_feeds(network, rng)] for network in ALONE_SHAPES if not networks or network in networks}
     lines = [
         "| network | measured on | " + " | ".join(v.label for v in ALONE_VARIANTS) + " |",
         "|---|---|" + "---|" * len(ALONE_VARIANTS),
@@ -288,7 +290,7 @@ def alone(seconds: float, networks: Sequence[str] = ()) -> str:
         if network in calls:
             where = f"ms per document page ({len(calls[network])} calls / {pages} pages)"
         else:
-            name, (shape, _) = next(iter(ALONE_INPUTS[network].items()))
+            name, shape = next(iter(ALONE_SHAPES[network].items()))
             where = f"ms per call, {name} " + "x".join(map(str, shape))
         lines.append(f"| {network} | {where} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

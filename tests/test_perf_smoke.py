@@ -97,19 +97,28 @@ def test_paired_rounds_take_the_median_of_each_rounds_ratio():
 
 
 def test_the_engine_suite_times_every_onnx_network_on_inputs_its_config_accepts():
-    from perf.engines import ALONE_INPUTS, PIPELINES, Variant, network_context
+    from perf.engines import ALONE_SHAPES, PIPELINES, Variant, fixed_feeds, network_context
     from pipelines.ocr.models import CLS_MODEL, DET_MODEL, REC_MODEL
     from tools import pbtxt
     from tools.engine_configs import engine_of
     from tools.paths import MODEL_REPOSITORY
 
     networks = {p.parent.name for p in MODEL_REPOSITORY.glob("*/config.pbtxt") if engine_of(pbtxt.parse(p.read_text()))}
-    assert set(ALONE_INPUTS) | {DET_MODEL, CLS_MODEL, REC_MODEL} == networks
+    assert set(ALONE_SHAPES) | {DET_MODEL, CLS_MODEL, REC_MODEL} == networks
     assert {n for pipeline in PIPELINES for n in pipeline.networks} <= networks
-    for network, specs in ALONE_INPUTS.items():
+    rng = np.random.default_rng(0)
+    for network in ALONE_SHAPES:
         served = {spec.name: spec for spec in network_context(network, Variant("onnxruntime", 1)).inputs()}
-        assert set(specs) == set(served), network
-        for name, (shape, dtype) in specs.items():
+        for name, array in fixed_feeds(network, rng).items():
             spec = served[name]
-            assert np.dtype(dtype) == np.dtype(spec.numpy_type), (network, name)
+            assert array.dtype == np.dtype(spec.numpy_type), (network, name)
+            shape = array.shape
             assert len(shape) == len(spec.dims) + 1 and all(d in (-1, s) for d, s in zip(spec.dims, shape[1:])), (network, name, shape)
+
+
+def test_fixed_feeds_refuse_shapes_that_name_other_inputs_than_the_config(monkeypatch):
+    from perf import engines
+
+    monkeypatch.setitem(engines.ALONE_SHAPES, "vit_model", {"pixels": (1, 3, 224, 224)})
+    with pytest.raises(ValueError, match="vit_model.*pixel_values"):
+        engines.fixed_feeds("vit_model", np.random.default_rng(0))

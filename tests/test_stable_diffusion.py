@@ -452,3 +452,33 @@ def test_a_failing_network_call_fails_that_request_only(pipeline_alone):
     assert np.array_equal(after, before)
     assert "generated_image" in stream_responses(client, tensors)[-1]
     assert {s.pid for s in server_stubs(server.process.pid, {}) if s.model in (PLAIN, STREAM)} == stubs, "a pipeline stub was replaced"
+
+
+def test_a_split_unet_step_goes_out_as_calls_side_by_side_and_joins_in_order():
+    """unet_split 2: one step's batch of 4 (guidance halves of two prompts)
+    goes to sd_unet as two calls of 2 that are in flight together, and the
+    answers join in the batch's order."""
+    import threading
+
+    from pipelines.stable_diffusion.pipeline import BlsNetworks
+
+    both_in_flight = threading.Barrier(2, timeout=10)
+    calls = []
+
+    class RecordingBls:
+        def infer(self, model, inputs, outputs):
+            calls.append((model, inputs["sample"].shape, inputs["timestep"].shape, inputs["encoder_hidden_states"].shape))
+            both_in_flight.wait()  # a BrokenBarrierError unless the other call is in flight too
+            return {"out_sample": inputs["sample"] * inputs["timestep"][:, :, None, None] + inputs["encoder_hidden_states"].mean()}
+
+    rng = np.random.default_rng(0)
+    sample, timestep, hidden = rng.random((4, 4, 8, 8), np.float32), np.arange(1, 5, dtype=np.float32)[:, None], rng.random((4, 77, 32), np.float32)
+    out = BlsNetworks(RecordingBls(), unet_split=2).unet(sample, timestep, hidden)
+    assert sorted(calls) == [("sd_unet", (2, 4, 8, 8), (2, 1), (2, 77, 32))] * 2
+    expected = np.concatenate([sample[:2] * timestep[:2, :, None, None] + hidden[:2].mean(), sample[2:] * timestep[2:, :, None, None] + hidden[2:].mean()])
+    np.testing.assert_array_equal(out, expected)
+    # one prompt without guidance: nothing to split, one call
+    calls.clear()
+    both_in_flight = threading.Barrier(1)
+    BlsNetworks(RecordingBls(), unet_split=2).unet(sample[:1], timestep[:1], hidden[:1])
+    assert calls == [("sd_unet", (1, 4, 8, 8), (1, 1), (1, 77, 32))]

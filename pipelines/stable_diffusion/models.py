@@ -19,7 +19,10 @@ def make_pipeline(context: ModelContext, networks=None) -> StableDiffusion:
 
     # the loop's own torch work is tiny; the networks' threads are elsewhere
     torch.set_num_threads(int(context.parameter("torch_threads", "1")))
-    return StableDiffusion(context.version_dir, networks or BlsNetworks(context.bls), Settings.from_parameters(context.parameter))
+    settings = Settings.from_parameters(context.parameter)
+    if settings.unet_split < 1:
+        raise ValueError(f"parameter unet_split must be >= 1, got {settings.unet_split}")
+    return StableDiffusion(context.version_dir, networks or BlsNetworks(context.bls, settings.unet_split), settings)
 
 
 def make_stable_diffusion(context: ModelContext):

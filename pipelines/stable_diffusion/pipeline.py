@@ -8,6 +8,7 @@ gives diffusers' picture."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import inspect
 import math
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ class Settings:
     preview_max_side: int = 64
     scheduler: str | None = None
     """Another diffusers scheduler class by name, configured from the checkpoint's scheduler_config.json."""
+    unet_split: int = 1
+    """How many sd_unet calls a step's batch goes out as (BlsNetworks)."""
 
     @classmethod
     def from_parameters(cls, parameter: Callable[[str], str | None]) -> "Settings":
@@ -50,6 +53,7 @@ class Settings:
             ("max_side", int),
             ("preview_max_side", int),
             ("scheduler", str),
+            ("unet_split", int),
         ):
             text = parameter(name)
             if text not in (None, ""):
@@ -138,16 +142,34 @@ class Networks(Protocol):
 class BlsNetworks:
     """Networks as BLS calls to sd_text_encoder, sd_unet, sd_vae_decoder
     (blocking: each request runs on its own thread or instance, and the
-    dynamic batchers join the calls of concurrent requests)."""
+    dynamic batchers join the calls of concurrent requests). With
+    `unet_split` > 1 a step's UNet batch goes out as that many calls at once,
+    so that one request's halves of guidance run on sd_unet's instances side
+    by side."""
 
-    def __init__(self, bls):
+    def __init__(self, bls, unet_split: int = 1):
         self.bls = bls
+        self.unet_split = unet_split
+        # concurrent requests of a decoupled model share it: wide enough for all
+        self._calls = concurrent.futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="sd-unet") if unet_split > 1 else None
 
     def text_encoder(self, input_ids):
         return self.bls.infer("sd_text_encoder", {"input_ids": input_ids}, ["last_hidden_state"])["last_hidden_state"]
 
     def unet(self, sample, timestep, encoder_hidden_states):
-        inputs = {"sample": sample, "timestep": timestep, "encoder_hidden_states": encoder_hidden_states}
+        parts = min(self.unet_split, len(sample))
+        if parts <= 1:
+            return self._unet(sample, timestep, encoder_hidden_states)
+        pieces = list(zip(*(np.array_split(array, parts) for array in (sample, timestep, encoder_hidden_states))))
+        later = [self._calls.submit(self._unet, *piece) for piece in pieces[1:]]
+        return np.concatenate([self._unet(*pieces[0]), *(call.result() for call in later)])
+
+    def _unet(self, sample, timestep, encoder_hidden_states):
+        inputs = {
+            "sample": np.ascontiguousarray(sample),
+            "timestep": np.ascontiguousarray(timestep),
+            "encoder_hidden_states": np.ascontiguousarray(encoder_hidden_states),
+        }
         return self.bls.infer("sd_unet", inputs, ["out_sample"])["out_sample"]
 
     def vae_decoder(self, latent_sample):
