@@ -215,6 +215,24 @@ async def read_crops(crops: list[np.ndarray], run_rec: Network, characters: list
 async def recognize_crops(
     crops: list[np.ndarray], run_cls: Network, run_rec: Network, characters: list[str], p: OcrParams = PARAMS
 ) -> list[tuple[str, float]]:
-    """Classify (turning 180-degree crops) and recognise the crops of one image."""
-    turned, _ = await classify_crops(crops, run_cls, p)
-    return await read_crops(turned, run_rec, characters, p)
+    """Classify (turning 180-degree crops) and recognise the crops of one image.
+
+    With groups of one size for both networks, recogniser group k holds exactly
+    classifier group k (the same sort; turning keeps a crop's shape), so each
+    group goes on to the recogniser as soon as its own classes are back: the
+    recogniser's first groups overlap the classifier's last ones."""
+    if p.cls_batch_num != p.rec_batch_num:
+        turned, _ = await classify_crops(crops, run_cls, p)
+        return await read_crops(turned, run_rec, characters, p)
+    turned = list(crops)
+    results: list = [("", 0.0)] * len(crops)
+
+    async def one_group(idx: np.ndarray) -> None:
+        probs = await run_cls(np.stack([cls_input(turned[i], p) for i in idx]))
+        apply_cls(turned, idx, probs, p)
+        indices, step_probs = await run_rec(rec_input(turned, idx, p))
+        for i, decoded in zip(idx, ctc_decode_steps(indices, step_probs, characters), strict=True):
+            results[i] = decoded
+
+    await asyncio.gather(*(one_group(idx) for idx in _groups(crops, p.rec_batch_num)))
+    return results

@@ -11,6 +11,7 @@ picture. Accuracy against the rendered ground truth is printed for both."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import difflib
 import io
 import struct
@@ -39,6 +40,7 @@ from pipelines.ocr.recognize import (
     ctc_steps,
     read_crops,
     rec_input,
+    recognize_crops,
     rec_width,
 )
 from tools.references.ocr import OfflineOCR, character_list, params_from_config, rapidocr_model_files
@@ -433,6 +435,51 @@ def test_cls_and_rec_grouping_match_rapidocr(engine, monkeypatch):
     characters = engine.text_rec.postprocess_op.character
     reduced_rec = networks_of(lambda batch: ctc_steps(fake_rec(batch)))  # what ocr_rec's ctc_* outputs give
     assert asyncio.run(read_crops(turned, reduced_rec, characters)) == [(t, float(s)) for t, s in expected_rec]
+    # classifier group k goes straight on to the recogniser: the same lines
+    assert asyncio.run(recognize_crops(crops, networks_of(fake_cls), reduced_rec, characters)) == [
+        (t, float(s)) for t, s in expected_rec
+    ]
+
+
+def test_a_group_goes_to_the_recogniser_while_later_groups_are_still_classified():
+    rng = np.random.default_rng(8)
+    crops = [rng.integers(0, 256, size=(32, int(w), 3), dtype=np.uint8) for w in rng.integers(40, 400, size=20)]
+    events = []
+
+    async def slow_cls(batch):
+        events.append("cls sent")
+        await asyncio.sleep(0.01 * events.count("cls sent"))  # later groups come back later
+        events.append("cls back")
+        return np.tile(np.array([[1.0, 0.0]], np.float32), (len(batch), 1))
+
+    async def rec(batch):
+        events.append("rec sent")
+        return np.ones((len(batch), 4), np.int64), np.full((len(batch), 4), 0.9, np.float32)
+
+    results = asyncio.run(recognize_crops(crops, slow_cls, rec, ["blank", "a"]))
+    assert results == [("a", pytest.approx(0.9))] * len(crops)
+    assert events.count("cls sent") == events.count("rec sent") == 4  # groups of 6: 6, 6, 6, 2
+    assert events[:4] == ["cls sent"] * 4  # every group is classified at once
+    last_cls_back = len(events) - 1 - events[::-1].index("cls back")
+    assert events.index("rec sent") < last_cls_back
+
+
+def test_groups_of_other_sizes_classify_every_crop_before_reading():
+    rng = np.random.default_rng(9)
+    crops = [rng.integers(0, 256, size=(32, int(w), 3), dtype=np.uint8) for w in rng.integers(40, 400, size=10)]
+    events = []
+
+    async def cls(batch):
+        events.append("cls")
+        return np.tile(np.array([[1.0, 0.0]], np.float32), (len(batch), 1))
+
+    async def rec(batch):
+        events.append("rec")
+        return np.ones((len(batch), 2), np.int64), np.full((len(batch), 2), 0.8, np.float32)
+
+    params = dataclasses.replace(PARAMS, rec_batch_num=4)
+    assert asyncio.run(recognize_crops(crops, cls, rec, ["blank", "a"], params)) == [("a", pytest.approx(0.8))] * 10
+    assert events == ["cls"] * 2 + ["rec"] * 3
 
 
 # ---------------------------------------------------------------- decoding
