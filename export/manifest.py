@@ -119,6 +119,7 @@ EXPORTS = (
             *_repository(
                 "sd_text_encoder/1/model.onnx",
                 "sd_unet/1/model.onnx",
+                "sd_unet/1/model_ort.onnx",
                 "sd_vae_decoder/1/model.onnx",
                 *(
                     f"{model}/1/{name}"

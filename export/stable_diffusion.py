@@ -9,8 +9,9 @@ use), with the real CLIP tokenizer rebuilt from open_clip's BPE file; with
 it, any diffusers SD 1.x/2.x checkpoint (a local folder with text_encoder/,
 tokenizer/, unet/, vae/, scheduler/, or a hub name). Writes
 checkpoints/stable_diffusion/ (the reference), sd_text_encoder/1/model.onnx,
-sd_unet/1/model.onnx and sd_vae_decoder/1/model.onnx, each checked against
-torch, and into the version folders of both BLS models the tokenizer, the
+sd_unet/1/model.onnx (and model_ort.onnx, ONNX Runtime's CPU fusions of it,
+which the onnxruntime config serves) and sd_vae_decoder/1/model.onnx, each
+checked against torch, and into the version folders of both BLS models the tokenizer, the
 scheduler's scheduler_config.json and pipeline.json (latent channels,
 scaling factor, VAE scale factor, default size). The configs' dims follow
 the checkpoint."""
@@ -30,6 +31,7 @@ import torch
 from export.common.cli import ExportArguments, export_onnx, fill_checkpoint, finish
 from export.common.clip_tokenizer import CONTEXT_LENGTH, TOKENIZER_FILES, VOCAB_SIZE, build_tokenizer
 from export.common.formats import Profile, place_network, run_tensorrt_plan
+from export.common.ort_fusion import FUSED_FILENAME, fuse_for_onnxruntime_cpu
 from pipelines.stable_diffusion.params import PIPELINE_FILE, SCHEDULER_FILE, TOKENIZER_DIR, PipelineParams
 from pipelines.stable_diffusion.tokens import PromptTokenizer
 from tools.pbtxt import edit_config
@@ -177,6 +179,10 @@ class VaeDecoder(torch.nn.Module):
 
 MAX_REL_DIFF = 1e-3
 """Max |onnx - torch| over max |torch|, per network, on random inputs."""
+# ONNX Runtime's CPU fusions (export/common/ort_fusion.py), written beside model.onnx for
+# the networks where they pay: the LARGE UNet's attention at 32x32 latents, 1.13x per call
+# (perf/results/engines_notes.md)
+ORT_FUSIONS = {"sd_unet": "unet"}
 
 
 def relative_diff(got: np.ndarray, expected: np.ndarray) -> float:
@@ -240,27 +246,41 @@ def main(argv=None) -> int:
         with torch.inference_mode():
             expected = module(*(torch.from_numpy(array) for array in feeds.values())).numpy()
         expected_by_model[model_name] = expected
+        # another size: the spatial axes are dynamic
+        checks = [(feeds, expected)]
+        if model_name != "sd_text_encoder":
+            small = {name: np.ascontiguousarray(array[:, :, : latent_h // 2, : latent_w // 2] if array.ndim == 4 else array) for name, array in feeds.items()}
+            with torch.inference_mode():
+                checks.append((small, module(*(torch.from_numpy(a) for a in small.values())).numpy()))
+
+        def diff_to_torch(path: Path, output=output, checks=checks) -> float:
+            session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            return max(relative_diff(session.run([output], check_feeds)[0], check_expected) for check_feeds, check_expected in checks)
+
         with tempfile.TemporaryDirectory() as scratch:
             staged = Path(scratch) / "model.onnx"
-            export_onnx(module, feeds, staged, output, {**dynamic, output: {0: "batch", 2: "height", 3: "width"} if model_name != "sd_text_encoder" else {0: "batch"}})
-            session = ort.InferenceSession(str(staged), providers=["CPUExecutionProvider"])
-            served = session.run([output], feeds)[0]
-            # another size: the spatial axes are dynamic
-            if model_name != "sd_text_encoder":
-                small = {name: (array[:, :, : latent_h // 2, : latent_w // 2] if array.ndim == 4 else array) for name, array in feeds.items()}
-                with torch.inference_mode():
-                    small_expected = module(*(torch.from_numpy(np.ascontiguousarray(a)) for a in small.values())).numpy()
-                small_served = session.run([output], {n: np.ascontiguousarray(a) for n, a in small.items()})[0]
-                diff = max(relative_diff(served, expected), relative_diff(small_served, small_expected))
-            else:
-                diff = relative_diff(served, expected)
+            export_onnx(
+                module, feeds, staged, output, {**dynamic, output: {0: "batch", 2: "height", 3: "width"} if model_name != "sd_text_encoder" else {0: "batch"}}
+            )
+            staged_files = {staged: "model.onnx"}
+            diff = diff_to_torch(staged)
             report.append(f"{model_name}: max relative |diff| {diff:.1e}")
+            if model_name in ORT_FUSIONS:
+                fused = Path(scratch) / FUSED_FILENAME
+                operators = fuse_for_onnxruntime_cpu(staged, fused, ORT_FUSIONS[model_name])
+                fused_diff = diff_to_torch(fused)
+                report.append(
+                    f"{model_name} {FUSED_FILENAME} ({', '.join(f'{n} {op}' for op, n in sorted(operators.items()))}): max relative |diff| {fused_diff:.1e}"
+                )
+                staged_files[fused] = FUSED_FILENAME
+                diff = max(diff, fused_diff)
             if diff > MAX_REL_DIFF:
-                print(f"export check failed: {report[-1]} (limit {MAX_REL_DIFF:g})", file=sys.stderr)
+                print(f"export check failed: {'; '.join(r for r in report if r.startswith(model_name))} (limit {MAX_REL_DIFF:g})", file=sys.stderr)
                 return 1
-            onnx_path = repo / model_name / "1" / "model.onnx"
-            onnx_path.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(staged), onnx_path)
+            version_dir = repo / model_name / "1"
+            version_dir.mkdir(parents=True, exist_ok=True)
+            for path, name in staged_files.items():
+                shutil.move(str(path), version_dir / name)
 
     edit_config(repo / "sd_text_encoder" / "config.pbtxt", dims={"last_hidden_state": [-1, dim]})
     edit_config(repo / "sd_unet" / "config.pbtxt", dims={"sample": [channels, -1, -1], "encoder_hidden_states": [-1, dim], "out_sample": [channels, -1, -1]})

@@ -212,8 +212,13 @@ class LocalNetworks:
     def __init__(self, repo):
         import onnxruntime as ort
 
+        from tools.pbtxt import parse
+
+        def served_file(model):  # the file the onnxruntime config names (sd_unet: the fused graph)
+            return repo / model / "1" / (parse((repo / model / "config.pbtxt").read_text()).default_model_filename or "model.onnx")
+
         names = ("sd_text_encoder", "sd_unet", "sd_vae_decoder")
-        self.sessions = {m: ort.InferenceSession(str(repo / m / "1" / "model.onnx"), providers=["CPUExecutionProvider"]) for m in names}
+        self.sessions = {m: ort.InferenceSession(str(served_file(m)), providers=["CPUExecutionProvider"]) for m in names}
 
     def text_encoder(self, input_ids):
         return self.sessions["sd_text_encoder"].run(None, {"input_ids": input_ids})[0]
