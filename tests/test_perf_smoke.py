@@ -96,6 +96,17 @@ def test_paired_rounds_take_the_median_of_each_rounds_ratio():
     assert "**`ocr` 0.90, `ocr_bls` 1.10** of rapidocr-openvino's" in text
 
 
+def test_stable_diffusion_paired_rounds_take_the_median_of_each_rounds_ratio():
+    from perf.stable_diffusion import PairedRound, paired_summary
+
+    rounds = [PairedRound(0.9, 0.6, 1100, 1500), PairedRound(0.5, 0.5, 2000, 1600), PairedRound(0.8, 0.4, 1000, 1250)]
+    text = paired_summary(rounds, concurrency=4)
+    assert "paired rounds (3;" in text and "at concurrency 4" in text
+    assert "0.900 / 0.600 (1.50x)" in text and "1,100 / 1,500 (0.73)" in text
+    assert "median **1.50x**" in text
+    assert "median **0.80** of in-process" in text
+
+
 def test_the_engine_suite_times_every_onnx_network_on_inputs_its_config_accepts():
     from perf.engines import ALONE_SHAPES, PIPELINES, Variant, fixed_feeds, network_context
     from pipelines.ocr.models import CLS_MODEL, DET_MODEL, REC_MODEL
