@@ -15,6 +15,8 @@ import os
 import subprocess
 import sys
 import time
+import traceback
+import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -151,7 +153,7 @@ def serve(pipeline: str, port: int, mode: str = "threads") -> None:
             try:
                 payload, status = json.dumps(handle(body)).encode(), 200
             except Exception as error:
-                payload, status = json.dumps({"error": str(error)}).encode(), 400
+                payload, status = json.dumps({"error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()}).encode(), 400
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
@@ -192,8 +194,11 @@ class BaselineServer:
 
     def post(self, body: bytes) -> object:
         request = urllib.request.Request(self.url, data=body, method="POST")
-        with urllib.request.urlopen(request, timeout=120) as response:
-            return json.loads(response.read())
+        try:
+            with urllib.request.urlopen(request, timeout=120) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as error:  # the handler's own message, not only "400 Bad Request"
+            raise RuntimeError(f"baseline server for {self.pipeline}: HTTP {error.code}: {error.read().decode(errors='replace')[:2000]}") from error
 
     def __exit__(self, *exc):
         self.process.terminate()

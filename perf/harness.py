@@ -145,11 +145,18 @@ def closed_loop(
     lock = threading.Lock()
     stop_at = time.monotonic() + duration_s
 
+    failures: list[BaseException] = []
+
     def worker(offset: int) -> None:
         i = offset
         while time.monotonic() < stop_at:
             started = time.perf_counter()
-            n = call(i)
+            try:
+                n = call(i)
+            except BaseException as error:  # a worker that stops would lower the concurrency unseen
+                with lock:
+                    failures.append(error)
+                return
             elapsed = time.perf_counter() - started
             with lock:
                 latencies.append(elapsed)
@@ -162,6 +169,8 @@ def closed_loop(
         thread.start()
     for thread in threads:
         thread.join()
+    if failures:
+        raise RuntimeError(f"{label or 'closed loop'} at concurrency {concurrency}: {len(failures)} of {concurrency} clients failed; first: {failures[0]}") from failures[0]
     wall = time.monotonic() - started
     ordered = sorted(latencies)
     return Row(

@@ -96,6 +96,18 @@ def test_paired_rounds_take_the_median_of_each_rounds_ratio():
     assert "**`ocr` 0.90, `ocr_bls` 1.10** of rapidocr-openvino's" in text
 
 
+def test_a_failing_client_fails_the_closed_loop_instead_of_lowering_its_concurrency():
+    from perf.harness import closed_loop
+
+    def call(i: int) -> int:
+        if i == 5:
+            raise ValueError("the baseline answered 400")
+        return 1
+
+    with pytest.raises(RuntimeError, match="1 of 2 clients failed; first: the baseline answered 400"):
+        closed_loop(call, 2, duration_s=0.2, warmup_calls=0, label="baseline")
+
+
 def test_stable_diffusion_paired_rounds_take_the_median_of_each_rounds_ratio():
     from perf.stable_diffusion import PairedRound, paired_summary
 
