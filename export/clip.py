@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from export.common.onnx_files import move_onnx
 from export.common.cli import ExportArguments, export_onnx, fill_checkpoint, finish
 from export.common.clip_tokenizer import CONTEXT_LENGTH, TOKENIZER_FILES, VOCAB_SIZE, build_tokenizer
 from export.common.formats import Profile, place_network, run_tensorrt_plan
@@ -195,7 +196,7 @@ def main(argv=None) -> int:
                 print(f"export check failed: {report[-1]} (limits {MAX_ABS_DIFF:g}, {MIN_COSINE})", file=sys.stderr)
                 return 1
             onnx_path.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(staged), onnx_path)
+            move_onnx(staged, onnx_path)
 
     pixel_dims = [3, height, width]
     edit_config(repo / "clip_image_preprocess" / "config.pbtxt", dims={IMAGE_INPUT: pixel_dims})

@@ -26,7 +26,13 @@ class Export:
     inputs: tuple[str, ...]
     """Files (glob patterns) whose content decides the outputs, besides the script."""
     optional: tuple[str, ...] = ()
-    """Produced by some runs only (TensorRT plans and their configs)."""
+    """Produced by some runs only (TensorRT plans and their configs); each ONNX
+    output's weights file (`<file>.onnx.data`, written when the network is
+    large: export/common/onnx_files.py) is added here."""
+
+    def __post_init__(self):
+        weights = tuple(f"{output}.data" for output in self.outputs if output.endswith(".onnx"))
+        object.__setattr__(self, "optional", self.optional + weights)
 
     @property
     def script(self) -> Path:

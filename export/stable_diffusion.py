@@ -31,6 +31,7 @@ import torch
 from export.common.cli import ExportArguments, export_onnx, fill_checkpoint, finish
 from export.common.clip_tokenizer import CONTEXT_LENGTH, TOKENIZER_FILES, VOCAB_SIZE, build_tokenizer
 from export.common.formats import Profile, place_network, run_tensorrt_plan
+from export.common.onnx_files import move_onnx
 from export.common.ort_fusion import FUSED_FILENAME, fuse_for_onnxruntime_cpu
 from pipelines.stable_diffusion.params import PIPELINE_FILE, SCHEDULER_FILE, TOKENIZER_DIR, PipelineParams
 from pipelines.stable_diffusion.tokens import PromptTokenizer
@@ -280,7 +281,7 @@ def main(argv=None) -> int:
             version_dir = repo / model_name / "1"
             version_dir.mkdir(parents=True, exist_ok=True)
             for path, name in staged_files.items():
-                shutil.move(str(path), version_dir / name)
+                move_onnx(path, version_dir / name)
 
     edit_config(repo / "sd_text_encoder" / "config.pbtxt", dims={"last_hidden_state": [-1, dim]})
     edit_config(repo / "sd_unet" / "config.pbtxt", dims={"sample": [channels, -1, -1], "encoder_hidden_states": [-1, dim], "out_sample": [channels, -1, -1]})

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from export.common.onnx_files import move_onnx
 from export.common.cli import ExportArguments, export_onnx, finish, local_folder
 from pipelines.text.pooling import l2_normalize, mean_pool
 from pipelines.text.tokenizer import SentenceTokenizer
@@ -110,7 +111,7 @@ def main(argv=None) -> int:
             print("export check failed: the ONNX graph does not match torch", file=sys.stderr)
             return 1
         onnx_path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(staged), onnx_path)
+        move_onnx(staged, onnx_path)
     set_hidden_size(args.output_dir, int(model.config.hidden_size))
     finish(args, "text_embedding", started, summary)
     return 0

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from export.common.onnx_files import move_onnx
 from export.common.cli import ExportArguments, export_onnx, fill_checkpoint, finish
 from export.common.formats import Profile, place_network, run_tensorrt_plan
 from pipelines.image import hf_processor
@@ -140,7 +141,7 @@ def main(argv=None) -> int:
             print(f"export check failed: ONNX vs torch max |diff| {onnx_diff:g} > {MAX_ABS_DIFF}", file=sys.stderr)
             return 1
         onnx_path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(staged), onnx_path)
+        move_onnx(staged, onnx_path)
 
     dims = [3, height, width]
     edit_config(preprocess_dir.parent / "config.pbtxt", dims={INPUT_NAME: dims})

@@ -261,10 +261,13 @@ OTHER_SIZE = dict(
 )
 
 
-def test_another_checkpoint_size_exported_with_source(tmp_path):
+def test_another_checkpoint_size_exported_with_source(tmp_path, monkeypatch):
     """export/stable_diffusion.py --source on a checkpoint folder of other
     sizes (D 48, VAE scale factor 4, 3 UNet levels): configs follow it, and
-    the served pipeline code on the exported networks matches diffusers."""
+    the served pipeline code on the exported networks matches diffusers. The
+    networks are written as a real SD checkpoint's are (over 2 GB: the graph
+    and one weights file each)."""
+    from export.common import onnx_files
     from export.stable_diffusion import main as export_main
     from export.stable_diffusion import seeded_checkpoint
     from pipelines.stable_diffusion.pipeline import Settings, StableDiffusion
@@ -275,9 +278,12 @@ def test_another_checkpoint_size_exported_with_source(tmp_path):
     for model in ("sd_text_encoder", "sd_unet", "sd_vae_decoder", PLAIN, STREAM):
         (repo / model).mkdir(parents=True)
         shutil.copyfile(MODEL_REPOSITORY / model / "config.pbtxt", repo / model / "config.pbtxt")
+    monkeypatch.setattr(onnx_files, "EXTERNAL_DATA_BYTES", 0)
     # in this process: diffusers and torch are imported once
     code = export_main(["--source", str(source), "--output-dir", str(repo), "--checkpoint-dir", str(tmp_path / "kept"), "--format", "onnx"])
     assert code == 0
+    assert sorted(p.name for p in (repo / "sd_unet" / "1").iterdir()) == ["model.onnx", "model.onnx.data", "model_ort.onnx", "model_ort.onnx.data"]
+    assert (repo / "sd_vae_decoder" / "1" / "model.onnx.data").exists() and (repo / "sd_text_encoder" / "1" / "model.onnx.data").exists()
     unet_config = as_json(parse((repo / "sd_unet" / "config.pbtxt").read_text()))
     assert [int(d) for d in unet_config["input"][2]["dims"]] == [-1, 48]
 

@@ -127,8 +127,11 @@ def local_folder(source: str) -> Path:
 def export_onnx(module, sample: dict, path: Path, output_names, dynamic_axes: dict) -> None:
     """torch.onnx.export (TorchScript exporter, opset 17) of `module` called
     on the numpy `sample` inputs, in their order; every output's batch axis
-    is dynamic."""
+    is dynamic. Large networks get one weights file (export/common/onnx_files.py)."""
+    import onnx
     import torch
+
+    from export.common.onnx_files import save_onnx
 
     output_names = [output_names] if isinstance(output_names, str) else list(output_names)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -142,3 +145,5 @@ def export_onnx(module, sample: dict, path: Path, output_names, dynamic_axes: di
         opset_version=17,
         dynamo=False,
     )
+    # over 2 GB torch writes a file per tensor beside the graph: one weights file instead
+    save_onnx(onnx.load(str(path)), path)

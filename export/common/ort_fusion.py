@@ -94,13 +94,14 @@ def fuse_for_onnxruntime_cpu(source: Path, target: Path, model_type: str) -> Cou
     count of each fused operator in it."""
     import logging
 
-    import onnx
     from onnxruntime.transformers.optimizer import optimize_model
+
+    from export.common.onnx_files import save_onnx
 
     logging.getLogger("onnxruntime.transformers").setLevel(logging.WARNING)
     optimized = optimize_model(str(source), model_type=model_type, opt_level=0, optimization_options=cpu_fusion_options(model_type), use_gpu=False)
     model = optimized.model
     unpack_self_attention(model)
     target.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(target))
+    save_onnx(model, target)
     return Counter(node.op_type for node in model.graph.node if node.domain == "com.microsoft")
