@@ -211,7 +211,7 @@ def export_large(folder: Path) -> tuple[Path, Path]:
 
     repo = folder / "repo"
     for model in MODELS:
-        shutil.copytree(MODEL_REPOSITORY / model, repo / model, ignore=shutil.ignore_patterns("*.onnx", "*.plan", "__pycache__"))
+        shutil.copytree(MODEL_REPOSITORY / model, repo / model, ignore=shutil.ignore_patterns("*.onnx", "*.onnx.data", "*.plan", "__pycache__"))
     source = seeded_checkpoint(folder / "source", seed=1, **LARGE)
     kept = folder / "checkpoint"
     if export_main(["--source", str(source), "--output-dir", str(repo), "--checkpoint-dir", str(kept), "--format", "onnx"]) != 0:
