@@ -195,7 +195,6 @@ def main(argv=None) -> int:
             if diff > MAX_ABS_DIFF or cosine < MIN_COSINE:
                 print(f"export check failed: {report[-1]} (limits {MAX_ABS_DIFF:g}, {MIN_COSINE})", file=sys.stderr)
                 return 1
-            onnx_path.parent.mkdir(parents=True, exist_ok=True)
             move_onnx(staged, onnx_path)
 
     pixel_dims = [3, height, width]

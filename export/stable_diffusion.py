@@ -278,10 +278,8 @@ def main(argv=None) -> int:
             if diff > MAX_REL_DIFF:
                 print(f"export check failed: {'; '.join(r for r in report if r.startswith(model_name))} (limit {MAX_REL_DIFF:g})", file=sys.stderr)
                 return 1
-            version_dir = repo / model_name / "1"
-            version_dir.mkdir(parents=True, exist_ok=True)
             for path, name in staged_files.items():
-                move_onnx(path, version_dir / name)
+                move_onnx(path, repo / model_name / "1" / name)
 
     edit_config(repo / "sd_text_encoder" / "config.pbtxt", dims={"last_hidden_state": [-1, dim]})
     edit_config(repo / "sd_unet" / "config.pbtxt", dims={"sample": [channels, -1, -1], "encoder_hidden_states": [-1, dim], "out_sample": [channels, -1, -1]})

@@ -110,7 +110,6 @@ def main(argv=None) -> int:
         if max_diff > MAX_ABS_DIFF or min_cos < MIN_COSINE:
             print("export check failed: the ONNX graph does not match torch", file=sys.stderr)
             return 1
-        onnx_path.parent.mkdir(parents=True, exist_ok=True)
         move_onnx(staged, onnx_path)
     set_hidden_size(args.output_dir, int(model.config.hidden_size))
     finish(args, "text_embedding", started, summary)

@@ -140,7 +140,6 @@ def main(argv=None) -> int:
         if onnx_diff > MAX_ABS_DIFF:
             print(f"export check failed: ONNX vs torch max |diff| {onnx_diff:g} > {MAX_ABS_DIFF}", file=sys.stderr)
             return 1
-        onnx_path.parent.mkdir(parents=True, exist_ok=True)
         move_onnx(staged, onnx_path)
 
     dims = [3, height, width]

@@ -17,28 +17,24 @@ def data_file(path: Path) -> Path:
     return path.with_name(path.name + ".data")
 
 
-def save_onnx(model, path: Path) -> list[Path]:
+def save_onnx(model, path: Path) -> None:
     """Write `model` (weights loaded) to `path`, and its weights to
-    `path`.data when they are large. Returns the files written."""
+    `path`.data when they are large; a stale weights file goes."""
     import onnx
 
     data = data_file(path)
-    if data.exists():
-        data.unlink()
-    weights = sum(len(tensor.raw_data) for tensor in model.graph.initializer)
-    if weights <= EXTERNAL_DATA_BYTES:
+    data.unlink(missing_ok=True)
+    if sum(len(tensor.raw_data) for tensor in model.graph.initializer) <= EXTERNAL_DATA_BYTES:
         onnx.save_model(model, str(path))
-        return [path]
-    onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location=data.name, size_threshold=1024)
-    return [path, data]
+    else:
+        onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location=data.name, size_threshold=1024)
 
 
 def move_onnx(source: Path, target: Path) -> None:
     """Move an ONNX file written by `save_onnx` (and its weights file, if it
     has one) to `target`; a stale weights file at the target goes."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    if data_file(target).exists():
-        data_file(target).unlink()
+    data_file(target).unlink(missing_ok=True)
     if data_file(source).exists():
         shutil.move(str(data_file(source)), data_file(target))
     shutil.move(str(source), target)
