@@ -44,7 +44,7 @@ ANALYZER_VENV := build/venv-model-analyzer
 ANALYZER_STAMP := $(ANALYZER_VENV)/.setup-done
 MA_ARGS ?=
 # The checkout on the venv's import path: the serving package (pipelines/)
-# as the Docker image installs it, and the tooling beside it (tools/,
+# as the Docker image installs it, and the tooling beside it (runtime/, lint/, testsets/, references/, deploy/,
 # export/, clients/, perf/), so scripts run as `python export/vit.py`.
 CHECKOUT_ON_PATH := import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()['purelib'], 'triton_pipelines_checkout.pth').write_text('$(CURDIR)\n')
 
@@ -68,13 +68,13 @@ $(SETUP_STAMP): $(REQUIREMENTS) $(NODEPS_REQUIREMENTS) pyproject.toml
 	$(PIP) install --quiet --disable-pip-version-check --no-deps $(addprefix -r ,$(NODEPS_REQUIREMENTS))
 	$(PY) -c "$(CHECKOUT_ON_PATH)"
 	$(PY) -c "import numpy, sys; sys.exit(0 if numpy.__version__ < '2' else 'numpy must be < 2 in the serving environment, got ' + numpy.__version__)"
-	$(PY) -m tools.runtime.distribution
+	$(PY) -m runtime.distribution
 	touch $@
 
 setup: $(SETUP_STAMP)
 
 backends: $(SETUP_STAMP)
-	$(PY) -m tools.runtime.distribution
+	$(PY) -m runtime.distribution
 
 # Which files each export produces and what decides them: export/manifest.py.
 # A re-export uses the source recorded by the last one (build/exports/).
@@ -83,7 +83,7 @@ export: $(SETUP_STAMP)
 
 # A remote MODEL_REPOSITORY needs no local export.
 serve: $(if $(MODEL_REPOSITORY),$(SETUP_STAMP),export) backends $(if $(filter jemalloc,$(ALLOCATOR)),jemalloc)
-	$(PY) -m tools.runtime.server --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT) \
+	$(PY) -m runtime.server --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT) \
 		$(if $(MODEL_CONFIG_NAME),--model-config-name $(MODEL_CONFIG_NAME)) \
 		$(if $(MODEL_REPOSITORY),--model-repository $(MODEL_REPOSITORY)) \
 		$(if $(REPOSITORY_POLL_SECS),--repository-poll-secs $(REPOSITORY_POLL_SECS))
@@ -92,7 +92,7 @@ serve: $(if $(MODEL_REPOSITORY),$(SETUP_STAMP),export) backends $(if $(filter je
 publish:
 	@test -n "$(REPOSITORY_URL)" || { echo "usage: make publish REPOSITORY_URL=s3://bucket/prefix"; exit 2; }
 	@$(MAKE) --no-print-directory lint
-	$(PY) -m tools.object_storage publish --no-lint $(REPOSITORY_URL)
+	$(PY) -m deploy.object_storage publish --no-lint $(REPOSITORY_URL)
 
 # Debian's nginx, the load balancer of the replica tests (tests/test_balancer.py).
 # Installed with apt-get where it is missing and we are root; policy-rc.d or
@@ -108,7 +108,7 @@ nginx:
 
 lint: export
 	$(PY) -m ruff check --quiet .
-	$(PY) -m tools.lint model_repository tests/model_repository
+	$(PY) -m lint model_repository tests/model_repository
 
 test: lint nginx jemalloc
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -135,7 +135,7 @@ model-analyzer: export backends $(ANALYZER_STAMP)
 # briefly in make test).
 .PHONY: soak fuzz jemalloc
 soak: export backends $(if $(filter jemalloc,$(SOAK_PRELOAD)),jemalloc)
-	$(PY) -m tools.soak --minutes $(SOAK_MINUTES) --concurrency $(SOAK_CONCURRENCY) $(if $(SOAK_PRELOAD),--preload $(SOAK_PRELOAD))
+	$(PY) -m perf.soak --minutes $(SOAK_MINUTES) --concurrency $(SOAK_CONCURRENCY) $(if $(SOAK_PRELOAD),--preload $(SOAK_PRELOAD))
 
 # Debian's jemalloc, for `make soak SOAK_PRELOAD=jemalloc` (the allocator comparison)
 jemalloc:

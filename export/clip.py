@@ -32,10 +32,10 @@ from export.common.formats import Profile, place_network, run_tensorrt_plan
 from pipelines.image import hf_processor
 from pipelines.image.decode import decode_image
 from pipelines.text.tokenizer import SentenceTokenizer
-from tools.pbtxt import edit_config
-from tools.references.clip import OUTPUT_NAME, TEXT_INPUTS, TorchCLIP
-from tools.testsets.images import photo_samples
-from tools.testsets.sentences import varied_sentences
+from lint.pbtxt import edit_config
+from references.clip import OUTPUT_NAME, TEXT_INPUTS, TorchCLIP
+from testsets.images import photo_samples
+from testsets.sentences import varied_sentences
 
 IMAGE_INPUT = "pixel_values"
 SEED = 0

@@ -13,7 +13,8 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from runtime.paths import REPO_ROOT
+
 RECORDS_DIR = REPO_ROOT / "build" / "exports"
 COMMON_INPUTS = ("export/common/*.py", "requirements/export.txt", "requirements/nodeps.txt", "requirements/serve.txt")
 
@@ -65,7 +66,7 @@ EXPORTS = (
     Export(
         "datatypes_onnx",
         outputs=_repository("datatypes_onnx/1/model.onnx"),
-        inputs=(),
+        inputs=("references/datatypes.py",),
     ),
     Export(
         "text_embedding",
@@ -76,12 +77,12 @@ EXPORTS = (
             "text_tokenizer/1/vocab.txt",
             "text2ids/1/vocab.txt",
         ),
-        inputs=("pipelines/text/tokenizer.py", "pipelines/text/pooling.py", "tools/references/text.py", "tools/testsets/sentences.py"),
+        inputs=("pipelines/text/tokenizer.py", "pipelines/text/pooling.py", "references/text.py", "testsets/sentences.py"),
     ),
     Export(
         "orientation",
         outputs=_repository("orientation_classifier/1/model.onnx"),
-        inputs=("pipelines/image/orientation.py", "pipelines/image/decode.py", "tools/references/orientation.py"),
+        inputs=("pipelines/image/orientation.py", "pipelines/image/decode.py", "references/orientation.py"),
     ),
     Export(
         "ocr",
@@ -92,7 +93,7 @@ EXPORTS = (
             "ocr_recognize/1/characters.txt",
             "ocr_bls/1/characters.txt",
         ),
-        inputs=("pipelines/ocr/params.py", "tools/references/ocr.py"),
+        inputs=("pipelines/ocr/params.py", "references/ocr.py"),
     ),
     Export(
         "vit",
@@ -115,7 +116,7 @@ EXPORTS = (
                 "clip_text_encoder/1/model.onnx",
             ),
         ),
-        inputs=("pipelines/image/hf_processor.py", "pipelines/image/lut.py", "pipelines/text/tokenizer.py", "tools/references/clip.py"),
+        inputs=("pipelines/image/hf_processor.py", "pipelines/image/lut.py", "pipelines/text/tokenizer.py", "references/clip.py"),
         optional=_tensorrt("clip_image_encoder") + _tensorrt("clip_text_encoder"),
     ),
     Export(

@@ -23,8 +23,8 @@ from pathlib import Path
 from export.common.cli import ExportArguments, finish
 from pipelines.ocr.models import CHARACTERS_FILE, REC_INDICES, REC_OUTPUT, REC_SCORES
 from pipelines.ocr.recognize import ctc_steps
-from tools.references.ocr import MODEL_FILES, OfflineOCR, character_list, rapidocr_models_dir
-from tools.testsets.ocr import encode, render_lines
+from references.ocr import MODEL_FILES, OfflineOCR, character_list, rapidocr_models_dir
+from testsets.ocr import encode, render_lines
 
 TARGETS = {"det": "ocr_det", "cls": "ocr_cls", "rec": "ocr_rec"}
 DICTIONARY_USERS = ("ocr_recognize", "ocr_bls")

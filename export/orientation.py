@@ -19,8 +19,8 @@ from pathlib import Path
 
 from export.common.cli import ExportArguments, finish
 from pipelines.image import orientation
-from tools.references.orientation import OrientationClassifier, labels_text, model_labels, model_path
-from tools.testsets.images import encode, render_page, turn
+from references.orientation import OrientationClassifier, labels_text, model_labels, model_path
+from testsets.images import encode, render_page, turn
 
 MODEL_NAME = "orientation_classifier"
 

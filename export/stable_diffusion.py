@@ -35,7 +35,7 @@ from export.common.onnx_files import move_onnx
 from export.common.ort_fusion import FUSED_FILENAME, fuse_for_onnxruntime_cpu
 from pipelines.stable_diffusion.params import PIPELINE_FILE, SCHEDULER_FILE, TOKENIZER_DIR, PipelineParams
 from pipelines.stable_diffusion.tokens import PromptTokenizer
-from tools.pbtxt import edit_config
+from lint.pbtxt import edit_config
 
 SEED = 0
 BLS_MODELS = ("stable_diffusion", "stable_diffusion_stream")

@@ -24,9 +24,9 @@ from export.common.onnx_files import move_onnx
 from export.common.cli import ExportArguments, export_onnx, finish, local_folder
 from pipelines.text.pooling import l2_normalize, mean_pool
 from pipelines.text.tokenizer import SentenceTokenizer
-from tools.pbtxt import edit_config
-from tools.references.text import OnnxSentenceEncoder, packaged_model_dir
-from tools.testsets.sentences import varied_sentences
+from lint.pbtxt import edit_config
+from references.text import OnnxSentenceEncoder, packaged_model_dir
+from testsets.sentences import varied_sentences
 
 TOKENIZER_FILES = ("tokenizer.json", "sentence_bert_config.json", "vocab.txt")
 TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")

@@ -33,8 +33,8 @@ from pipelines.image import hf_processor
 from pipelines.image.decode import decode_image
 from pipelines.vit import INPUT_NAME, OUTPUT_NAME
 from pipelines.vit.models import CHECKPOINT_DIR, TorchViT
-from tools.pbtxt import edit_config
-from tools.testsets.images import photo_samples
+from lint.pbtxt import edit_config
+from testsets.images import photo_samples
 
 SEEDED_CONFIG = dict(
     image_size=224,

@@ -24,7 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 def text_embedding_handler():
     from sentence_transformers import SentenceTransformer
 
-    from tools.references.text import packaged_model_dir
+    from references.text import packaged_model_dir
 
     model = SentenceTransformer(str(packaged_model_dir()), device="cpu")
 
@@ -48,8 +48,8 @@ def ocr_handler():
 
 
 def _clip():
-    from tools.paths import checkpoint_dir
-    from tools.references.clip import TorchCLIP
+    from runtime.paths import checkpoint_dir
+    from references.clip import TorchCLIP
 
     return TorchCLIP(checkpoint_dir("clip"))
 
@@ -80,8 +80,8 @@ def stable_diffusion_handler():
     """diffusers' pipeline per request; the checkpoint folder from
     $SD_CHECKPOINT (default checkpoints/stable_diffusion); the body is JSON
     {"prompt", "steps", "seed", "guidance_scale"}."""
-    from tools.paths import checkpoint_dir
-    from tools.references.stable_diffusion import DiffusersSD
+    from runtime.paths import checkpoint_dir
+    from references.stable_diffusion import DiffusersSD
 
     pipe = DiffusersSD(os.environ.get("SD_CHECKPOINT") or checkpoint_dir("stable_diffusion"))
 

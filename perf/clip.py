@@ -16,11 +16,11 @@ from PIL import Image
 from perf.baseline_server import BaselineServer
 from perf.harness import closed_loop, offline, picture_inputs, run_perf_analyzer, text_inputs
 from perf.report import Report, Row, Table
-from tools.paths import checkpoint_dir
-from tools.references.clip import TorchCLIP
-from tools.runtime.server import free_port
-from tools.testsets.images import photo_samples
-from tools.testsets.sentences import varied_sentences
+from runtime.paths import checkpoint_dir
+from references.clip import TorchCLIP
+from runtime.server import free_port
+from testsets.images import photo_samples
+from testsets.sentences import varied_sentences
 
 PER_REQUEST = "transformers per-request server"
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from export.datatypes_onnx import CASES
+from references.datatypes import CASES
 from perf.harness import closed_loop, run_perf_analyzer, write_input_data
 from perf.report import Report, Table
-from tools.paths import MODEL_REPOSITORY
+from runtime.paths import MODEL_REPOSITORY
 
 IN_PROCESS = "datatypes_onnx graph, onnxruntime in-process"
 

@@ -15,7 +15,7 @@ AMX; not served, it changes the answers).
     PERF_ENGINES_PIPELINES=ocr,orientation make perf PERF_ARGS=engines   # a subset
 
 The winners are what config.pbtxt serves; the other engine is the custom
-configuration `configs/<engine>.pbtxt` (tools/engine_configs.py)."""
+configuration `configs/<engine>.pbtxt` (lint/engine_configs.py)."""
 
 from __future__ import annotations
 
@@ -32,9 +32,9 @@ import numpy as np
 from perf.harness import benchmark_server, picture_inputs, run_perf_analyzer, text_inputs
 from perf.instance_sweep import linked_copy
 from perf.report import Report, Table
-from tools import pbtxt, triton_stats
-from tools.engine_configs import engine_config, engine_of
-from tools.paths import MODEL_REPOSITORY
+from lint import pbtxt, triton_stats
+from lint.engine_configs import engine_config, engine_of
+from runtime.paths import MODEL_REPOSITORY
 
 NEEDS_SERVER = False
 CONCURRENCY = 4
@@ -76,19 +76,19 @@ def variant_config(config_text: str, variant: Variant) -> str:
 
 
 def _document_inputs() -> Path:
-    from tools.testsets.documents import pages
+    from testsets.documents import pages
 
     return picture_inputs([page.data for page in pages()], "engines-documents")
 
 
 def _photo_inputs() -> Path:
-    from tools.testsets.images import photo_samples
+    from testsets.images import photo_samples
 
     return picture_inputs([sample.data for sample in photo_samples()], "engines-photos")
 
 
 def _sentence_inputs() -> Path:
-    from tools.testsets.sentences import varied_sentences
+    from testsets.sentences import varied_sentences
 
     return text_inputs(varied_sentences(), "engines-texts")
 
@@ -226,8 +226,8 @@ def document_calls() -> tuple[int, dict[str, list[dict[str, np.ndarray]]]]:
     order the composition makes them (the detector's inputs, the classifier
     and recogniser groups): (pages, {network: [feeds, ...]})."""
     from pipelines.ocr import models
-    from tools.references.ocr import OfflineOCR
-    from tools.testsets.documents import pages
+    from references.ocr import OfflineOCR
+    from testsets.documents import pages
 
     names = {"det": (models.DET_MODEL, models.DET_INPUT), "cls": (models.CLS_MODEL, models.CLS_INPUT), "rec": (models.REC_MODEL, models.REC_INPUT)}
     calls: dict[str, list] = {model: [] for model, _ in names.values()}

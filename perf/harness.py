@@ -20,9 +20,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from perf.report import Row
-from tools.paths import BUILD_DIR
-from tools.runtime.distribution import assemble_lib_dir, find_distribution
-from tools.runtime.server import TritonServer, served_preload
+from runtime.paths import BUILD_DIR
+from runtime.distribution import assemble_lib_dir, find_distribution
+from runtime.server import TritonServer, served_preload
 
 
 def benchmark_server(repositories: list[Path] | None = None) -> TritonServer:

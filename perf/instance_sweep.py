@@ -17,9 +17,9 @@ from pathlib import Path
 
 from perf.harness import benchmark_server, picture_inputs, run_perf_analyzer
 from perf.report import Table
-from tools.paths import MODEL_REPOSITORY
-from tools.pbtxt import edit_config
-from tools.testsets.images import photo_samples
+from runtime.paths import MODEL_REPOSITORY
+from lint.pbtxt import edit_config
+from testsets.images import photo_samples
 
 
 def linked_copy(source: Path, target: Path) -> Path:

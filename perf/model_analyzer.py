@@ -7,7 +7,7 @@ Model Analyzer 1.46.0 (the PyPI release nearest Triton 2.51.0; there is no
 1.45) lives in a venv of its own (build/venv-model-analyzer: it pins a newer
 tritonclient than this repository's). For each network and each CPU engine
 it profiles a linked copy of the network whose config.pbtxt is the engine's
-(tools/engine_configs.py), with a manual sweep over instance count and engine
+(lint/engine_configs.py), with a manual sweep over instance count and engine
 threads, perf_analyzer at the given concurrencies (the network's own
 perf_analyzer binary from .venv, which knows the PyPI server's libraries).
 Model Analyzer restarts the server per configuration (`triton_server_path`,
@@ -32,11 +32,11 @@ from pathlib import Path
 import yaml
 
 from perf.instance_sweep import linked_copy
-from tools import pbtxt
-from tools.engine_configs import ENGINES, THREADS, engine_config, engine_of
-from tools.paths import BUILD_DIR, MODEL_REPOSITORY, REPO_ROOT
-from tools.runtime.distribution import assemble_backend_dir, assemble_lib_dir, find_distribution, server_environment
-from tools.runtime.server import free_port
+from lint import pbtxt
+from lint.engine_configs import ENGINES, THREADS, engine_config, engine_of
+from runtime.paths import BUILD_DIR, MODEL_REPOSITORY, REPO_ROOT
+from runtime.distribution import assemble_backend_dir, assemble_lib_dir, find_distribution, server_environment
+from runtime.server import free_port
 
 ANALYZER = BUILD_DIR / "venv-model-analyzer" / "bin" / "model-analyzer"
 RESULTS = REPO_ROOT / "perf" / "results"

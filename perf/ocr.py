@@ -1,7 +1,7 @@
 """OCR: perf_analyzer on `ocr` and `ocr_bls` (real picture bytes) beside
 RapidOCR called directly, on two picture sets:
 
-- text-dense document pages (tools/testsets/documents.py: forms, invoices,
+- text-dense document pages (testsets/documents.py: forms, invoices,
   articles, receipts), against RapidOCR's OpenVINO flavour (the strongest
   CPU peer; a venv of its own, build/venv-rapidocr-openvino) and its
   ONNX Runtime flavour, each called sequentially in a process of its own;
@@ -37,11 +37,11 @@ from pathlib import Path
 from perf.baseline_server import BaselineServer
 from perf.harness import closed_loop, picture_inputs, run_perf_analyzer, sequential
 from perf.report import Report, Row, Table, usable_cores
-from tools import triton_stats
-from tools.paths import REPO_ROOT
-from tools.runtime import procfs
-from tools.runtime.server import free_port
-from tools.testsets.ocr import samples
+from clients import triton_stats
+from runtime.paths import REPO_ROOT
+from runtime import procfs
+from runtime.server import free_port
+from testsets.ocr import samples
 
 DIRECT = "RapidOCR direct (sequential)"
 OPENVINO = "rapidocr-openvino (sequential)"
@@ -120,7 +120,7 @@ def same_lines(name: str, mine: list[list[str]], theirs: list[list[str]]) -> str
 
 def cpu_seconds(server) -> float:
     """CPU time (user + system) used so far by tritonserver and its stubs."""
-    from tools.soak import stubs_of
+    from perf.soak import stubs_of
 
     return sum(filter(None, (procfs.cpu_seconds(pid) for pid in [server.process.pid, *stubs_of(server.process.pid)])))
 
@@ -148,9 +148,9 @@ def parts_ceiling(pages: list[bytes], cores: int) -> tuple[float, str, list[list
     from pipelines.ocr.pipeline import Networks, prepare, read_picture
     from pipelines.serving.network import ENGINES
     from pipelines.serving.python_model import ModelContext
-    from tools import pbtxt
-    from tools.engine_configs import engine_of
-    from tools.paths import MODEL_REPOSITORY
+    from lint import pbtxt
+    from lint.engine_configs import engine_of
+    from runtime.paths import MODEL_REPOSITORY
 
     spent: dict[str, float] = defaultdict(float)
 
@@ -272,7 +272,7 @@ def paired_summary(measured: list[Round], concurrency: int, passes: int) -> str:
 
 
 def documents_table(server, concurrencies, seconds: float, rounds: int = 3, passes: int = 2) -> tuple[Table, list[str]]:
-    from tools.testsets.documents import pages as document_pages
+    from testsets.documents import pages as document_pages
 
     pages = [page.data for page in document_pages()]
     inputs = picture_inputs(pages, "ocr-documents")
@@ -304,7 +304,7 @@ def documents_table(server, concurrencies, seconds: float, rounds: int = 3, pass
         f"networks one thread each on their served engines, in one process; {same_lines('the served pipeline', parts_lines, served)}); "
         f"the best served throughput is {best / parts_limit:.0%} of it.",
     ]
-    title = f"OCR: {len(pages)} text-dense document pages (tools/testsets/documents.py), one per request"
+    title = f"OCR: {len(pages)} text-dense document pages (testsets/documents.py), one per request"
     return Table(title, "pages", rows, OPENVINO), summary + ["Per composing model on the document pages (mean per execution):\n\n" + "\n".join(notes)]
 
 
@@ -328,7 +328,7 @@ def test_set_table(server, concurrencies, seconds: float) -> tuple[Table, list[s
     with BaselineServer("ocr", free_port(), mode="async") as plain:
         for c in concurrencies:
             rows.append(closed_loop(lambda i: (plain.post(data[i % len(data)]), 1)[1], c, duration_s=seconds, label="RapidOCR async web server"))
-    table = Table(f"OCR: {len(data)} test pictures (tools/testsets/ocr.py without the >2000 px one), one per request", "images", rows, DIRECT)
+    table = Table(f"OCR: {len(data)} test pictures (testsets/ocr.py without the >2000 px one), one per request", "images", rows, DIRECT)
     return table, ["Per composing model on the test set (mean per execution):\n\n" + "\n".join(shares)]
 
 

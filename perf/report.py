@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tools.runtime.server import served_preload
+from runtime.server import served_preload
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 

@@ -28,10 +28,10 @@ import numpy as np
 from perf.baseline_server import BaselineServer
 from perf.harness import benchmark_server, closed_loop, run_perf_analyzer, sequential, write_input_data
 from perf.report import Report, Row, Table
-from tools import triton_stats
-from tools.paths import MODEL_REPOSITORY, checkpoint_dir
-from tools.references.stable_diffusion import DiffusersSD
-from tools.runtime.server import free_port
+from clients import triton_stats
+from runtime.paths import MODEL_REPOSITORY, checkpoint_dir
+from references.stable_diffusion import DiffusersSD
+from runtime.server import free_port
 
 MODELS = ("sd_text_encoder", "sd_unet", "sd_vae_decoder", "stable_diffusion", "stable_diffusion_stream")
 PER_REQUEST = "diffusers per-request server"

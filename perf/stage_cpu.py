@@ -26,11 +26,11 @@ from pathlib import Path
 from perf.harness import benchmark_server, picture_inputs, run_perf_analyzer
 from perf.instance_sweep import linked_copy
 from perf.report import usable_cores
-from tools import triton_stats
-from tools.paths import MODEL_REPOSITORY
-from tools.pbtxt import edit_config, parse
-from tools.runtime import procfs
-from tools.runtime.watchdog import server_stubs
+from clients import triton_stats
+from runtime.paths import MODEL_REPOSITORY
+from lint.pbtxt import edit_config, parse
+from runtime import procfs
+from runtime.watchdog import server_stubs
 
 
 def _perf_analyzer_pids() -> list[int]:
@@ -67,10 +67,10 @@ def pipeline_models(entry: str) -> list[str]:
 
 def _pictures(kind: str) -> list[bytes]:
     if kind == "documents":
-        from tools.testsets.documents import pages
+        from testsets.documents import pages
 
         return [page.data for page in pages()]
-    from tools.testsets.images import samples
+    from testsets.images import samples
 
     return [sample.data for sample in samples()]
 

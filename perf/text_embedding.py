@@ -10,10 +10,10 @@ import time
 from perf.baseline_server import BaselineServer
 from perf.harness import closed_loop, offline, run_perf_analyzer, text_inputs
 from perf.report import Report, Table
-from tools.paths import MODEL_REPOSITORY
-from tools.references.text import OnnxSentenceEncoder
-from tools.runtime.server import free_port
-from tools.testsets.sentences import varied_sentences
+from runtime.paths import MODEL_REPOSITORY
+from references.text import OnnxSentenceEncoder
+from runtime.server import free_port
+from testsets.sentences import varied_sentences
 
 NAIVE = "naive torch server"
 OFFLINE = "offline onnxruntime, batches of 64"

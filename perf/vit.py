@@ -11,8 +11,8 @@ from perf.harness import closed_loop, picture_inputs, run_perf_analyzer, sequent
 from perf.report import Report, Table
 from pipelines.image.decode import decode_image
 from pipelines.vit.models import TorchViT
-from tools.paths import checkpoint_dir
-from tools.testsets.images import photo_samples
+from runtime.paths import checkpoint_dir
+from testsets.images import photo_samples
 
 DIRECT = "transformers in-process, sequential"
 
@@ -34,7 +34,7 @@ def run(server, concurrencies, quick: bool = False) -> Report:
     rows.append(sequential(direct, pictures, measurement_ms / 1000, DIRECT))
     for c in concurrencies[1:]:
         rows.append(closed_loop(lambda i: (direct(pictures[i % len(pictures)]), 1)[1], c, duration_s=measurement_ms / 1000, label="transformers in-process, threads"))
-    table = Table(f"vit: {len(pictures)} pictures (tools/testsets/images.py photo_samples), round-robin", "images", rows, DIRECT)
+    table = Table(f"vit: {len(pictures)} pictures (testsets/images.py photo_samples), round-robin", "images", rows, DIRECT)
     top = max(concurrencies)
     vit, vit_python = table.value("triton vit", top), table.value("triton vit_python", top)
     return Report([table], [f"At concurrency {top}: vit {vit:.1f} images/s, vit_python {vit_python:.1f} ({vit / vit_python:.2f}x for the ensemble)."])

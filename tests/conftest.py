@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from tools.paths import MODEL_REPOSITORY, TEST_REPOSITORY
-from tools.runtime.server import TritonServer
+from runtime.paths import MODEL_REPOSITORY, TEST_REPOSITORY
+from runtime.server import TritonServer
 
 
 @pytest.fixture(scope="session")

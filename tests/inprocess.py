@@ -24,8 +24,8 @@ from typing import Sequence
 import numpy as np
 
 import fake_pb_utils as pb
-from tools import pbtxt
-from tools.paths import BACKENDS_DIR
+from lint import pbtxt
+from runtime.paths import BACKENDS_DIR
 
 
 def install_fake_pb_utils():

@@ -17,11 +17,11 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 
 from clients.common import make_inputs, picture_request
-from tools.paths import MODEL_REPOSITORY, TEST_REPOSITORY
-from tools.runtime import procfs
-from tools.runtime.server import free_port
-from tools.runtime.watchdog import admin_request, server_stubs
-from tools.testsets.images import document_samples
+from runtime.paths import MODEL_REPOSITORY, TEST_REPOSITORY
+from runtime import procfs
+from runtime.server import free_port
+from runtime.watchdog import admin_request, server_stubs
+from testsets.images import document_samples
 
 ORIENTATION = ["orientation", "image_decode", "orientation_preprocess", "orientation_classifier"]
 DATATYPES = ["datatypes", "datatypes_model1", "datatypes_model2"]
@@ -54,7 +54,7 @@ def small_repository(repo: Path, models: list[str] = ()) -> Path:
 
 
 class Launcher:
-    """`python -m tools.runtime.server` (what `make serve` runs) on free
+    """`python -m runtime.server` (what `make serve` runs) on free
     ports; its output lines are collected as they come."""
 
     def __init__(self, repo: Path, env: dict | None = None, args: list[str] = ()):
@@ -62,7 +62,7 @@ class Launcher:
         environment = dict(os.environ, HTTP_PORT=str(self.http_port), GRPC_PORT=str(self.grpc_port), METRICS_PORT=str(self.metrics_port))
         environment.update(env or {})
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tools.runtime.server", "--model-repository", str(repo), *args],
+            [sys.executable, "-m", "runtime.server", "--model-repository", str(repo), *args],
             env=environment,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

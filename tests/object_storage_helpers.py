@@ -12,7 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tools.runtime.server import free_port
+from runtime.server import free_port
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "pipelines-test", "AWS_SECRET_ACCESS_KEY": "pipelines-test-secret", "AWS_DEFAULT_REGION": "us-east-1"}
 

@@ -1,5 +1,5 @@
 """Two tritonserver replicas serving one object-storage repository (moto's
-S3 server on loopback) behind Debian's nginx (tools/balancer.py: HTTP and
+S3 server on loopback) behind Debian's nginx (deploy/balancer.py: HTTP and
 gRPC upstreams, passive health checks, retry of failed requests on the other
 replica). Traffic runs through the balancer over HTTP and gRPC while one
 replica is killed (SIGKILL, with its stubs) and started again: every request
@@ -24,11 +24,11 @@ import tritonclient.grpc as grpcclient
 from object_storage_helpers import MotoServer
 from triton_helpers import make_inputs, wait_until
 
-from tools.balancer import GRPC_RETRY_CHANNEL_ARGS, Replica, find_nginx, nginx_config, start_nginx
-from tools.object_storage import publish
-from tools.paths import MODEL_REPOSITORY
-from tools.testsets.entries import datatypes_request
-from tools.runtime.server import TritonServer, free_port
+from deploy.balancer import GRPC_RETRY_CHANNEL_ARGS, Replica, find_nginx, nginx_config, start_nginx
+from deploy.object_storage import publish
+from runtime.paths import MODEL_REPOSITORY
+from testsets.entries import datatypes_request
+from runtime.server import TritonServer, free_port
 
 pytestmark = pytest.mark.skipif(find_nginx() is None, reason="nginx is not installed and `make nginx` could not install it (apt-get needs root)")
 
@@ -66,7 +66,7 @@ def _kill(server: TritonServer) -> None:
 class Traffic:
     """Closed-loop clients through the balancer: HTTP JSON on text2ids and
     gRPC on the datatypes ensemble (with gRPC's retry of UNAVAILABLE: see
-    tools/balancer.py), each answer checked."""
+    deploy/balancer.py), each answer checked."""
 
     def __init__(self, http_url: str, grpc_url: str, expected_ids: list[int], threads: int = 2):
         self.http_url, self.grpc_url = http_url, grpc_url

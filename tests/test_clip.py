@@ -21,10 +21,10 @@ from tritonclient.utils import InferenceServerException
 
 from clients.common import encoded_bytes_tensor
 from export.common.clip_tokenizer import CONTEXT_LENGTH
-from tools.paths import MODEL_REPOSITORY, checkpoint_dir
-from tools.references.clip import OUTPUT_NAME
-from tools.testsets import images as testset
-from tools.testsets.sentences import varied_sentences
+from runtime.paths import MODEL_REPOSITORY, checkpoint_dir
+from references.clip import OUTPUT_NAME
+from testsets import images as testset
+from testsets.sentences import varied_sentences
 
 MIN_COSINE = 0.9999
 IMAGE_MODEL, TEXT_MODEL = "clip_image_embedding", "clip_text_embedding"

@@ -14,7 +14,7 @@ import tritonclient.http as httpclient
 
 from clients import clip_search, vit_client
 from clients.common import encoded_bytes_tensor, make_inputs, make_outputs
-from tools.testsets import images as testset
+from testsets import images as testset
 
 PICKS = ("gradient.png", "shapes.jpg", "noise-64.png", "strip-600x40.jpg", "page-sans-90.webp")
 

@@ -18,8 +18,8 @@ import tritonclient.http as httpclient
 from triton_helpers import grpc_fire_all, make_inputs
 from tritonclient.utils import InferenceServerException
 
-from tools import triton_stats
-from tools.testsets.entries import Entry, Tensors, entries
+from clients import triton_stats
+from testsets.entries import Entry, Tensors, entries
 
 
 def stable_diffusion_entry() -> Entry:

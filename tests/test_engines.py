@@ -15,12 +15,12 @@ from inprocess import InProcessServer, error_of, outputs_of
 from triton_helpers import make_inputs
 
 from clients.common import picture_request
-from tools import pbtxt
-from tools.engine_configs import ENGINES, engine_config, engine_of, expected_configs
-from tools.lint.checks import lint_repository
-from tools.paths import MODEL_REPOSITORY
-from tools.runtime.server import TritonServer
-from tools.testsets.images import photo_samples
+from lint import pbtxt
+from lint.engine_configs import ENGINES, engine_config, engine_of, expected_configs
+from lint.checks import lint_repository
+from runtime.paths import MODEL_REPOSITORY
+from runtime.server import TritonServer
+from testsets.images import photo_samples
 
 ENGINE_TOLERANCE = 1e-4
 NETWORKS = sorted(p.parent.name for p in MODEL_REPOSITORY.glob("*/config.pbtxt") if engine_of(pbtxt.parse(p.read_text())))
@@ -32,7 +32,7 @@ def test_every_network_has_the_other_engine_one_switch_away():
         expected = expected_configs(MODEL_REPOSITORY / network)
         assert len(expected) == 1, network
         for path, text in expected.items():
-            assert path.exists() and path.read_text() == text, f"{path}: run python -m tools.engine_configs"
+            assert path.exists() and path.read_text() == text, f"{path}: run python -m lint.engine_configs"
 
 
 @pytest.mark.parametrize("network", NETWORKS)

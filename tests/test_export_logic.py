@@ -1,5 +1,5 @@
 """export/common without a GPU or a server: format priority, config edits
-(tools/pbtxt.py), the TensorRT custom config (it must pass the linter), and
+(lint/pbtxt.py), the TensorRT custom config (it must pass the linter), and
 the fall-back from TensorRT to ONNX on a machine that cannot build plans."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from export.common.formats import (
     tensorrt_missing,
 )
 from export.common.tensorrt_config import HEADER, tensorrt_config
-from tools.lint.checks import (
+from lint.checks import (
     check_basics,
     check_batching_convention,
     check_config,
@@ -31,8 +31,8 @@ from tools.lint.checks import (
     lint_repository,
     load_repository,
 )
-from tools.paths import MODEL_REPOSITORY as REPO
-from tools.pbtxt import edit_config, parse, set_instance_count, set_parameter, set_tensor_dims
+from runtime.paths import MODEL_REPOSITORY as REPO
+from lint.pbtxt import edit_config, parse, set_instance_count, set_parameter, set_tensor_dims
 ONNX_MODELS = sorted(p.parent.name for p in REPO.glob("*/config.pbtxt") if 'backend: "onnxruntime"' in p.read_text() or 'backend: "openvino"' in p.read_text())
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from export.__main__ import clean, record_of, why_stale
 from export.manifest import BY_NAME, EXPORTS, REPO_ROOT
-from tools.references.ocr import rapidocr_models_dir
+from references.ocr import rapidocr_models_dir
 
 
 def git_ignored(paths: list[str]) -> set[str]:

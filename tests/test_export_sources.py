@@ -13,8 +13,8 @@ import pytest
 from triton_helpers import without_tensorrt
 
 from export import clip, vit
-from tools.lint.checks import lint_repository
-from tools.paths import MODEL_REPOSITORY
+from lint.checks import lint_repository
+from runtime.paths import MODEL_REPOSITORY
 
 VIT_MODELS = ("image_decode", "vit", "vit_preprocess", "vit_model", "vit_python")
 CLIP_MODELS = ("image_decode", "clip_image_embedding", "clip_image_preprocess", "clip_image_encoder", "clip_text_embedding", "clip_tokenizer", "clip_text_encoder")

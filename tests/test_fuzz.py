@@ -23,9 +23,9 @@ from triton_helpers import make_inputs
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
 from clients.common import encoded_bytes_tensor
-from tools.soak import stubs_of
-from tools.testsets import images
-from tools.testsets.entries import entries
+from perf.soak import stubs_of
+from testsets import images
+from testsets.entries import entries
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES") or 800)
 LONG_RUN = bool(os.environ.get("FUZZ_RANDOM"))  # make fuzz: a new seed each run

@@ -16,9 +16,9 @@ import pytest
 import requests
 import yaml
 
-from tools.object_storage import parse_s3_url
-from tools.paths import MODEL_REPOSITORY, REPO_ROOT
-from tools.runtime.server import TritonServer
+from deploy.object_storage import parse_s3_url
+from runtime.paths import MODEL_REPOSITORY, REPO_ROOT
+from runtime.server import TritonServer
 
 DEPLOY = REPO_ROOT / "deploy" / "kubernetes"
 KUBERNETES_VERSION = "1.32"  # the kubectl of this machine kind; strict schemas of that release

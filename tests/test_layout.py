@@ -1,7 +1,8 @@
-"""The layout holds: the serving package (pipelines/) and the Python-based
-backends import nothing of the tooling and derive no path from a checkout;
-every model.py is a thin adapter; `pip install .` (the Docker image's way)
-installs the serving package and nothing else."""
+"""The layout holds: every top-level package imports only packages on floors
+below its own (`FLOORS`); the serving package (pipelines/) and the
+Python-based backends import nothing of the tooling and derive no path from a
+checkout; every model.py is a thin adapter; `pip install .` (the Docker
+image's way) installs the serving package and nothing else."""
 
 from __future__ import annotations
 
@@ -13,10 +14,25 @@ from pathlib import Path
 
 import pytest
 
-from tools.paths import BACKENDS_DIR, MODEL_REPOSITORY, REPO_ROOT, TEST_REPOSITORY
+from runtime.paths import BACKENDS_DIR, MODEL_REPOSITORY, REPO_ROOT, TEST_REPOSITORY
 
+# Floor of each top-level package, lowest first: a package may import its own
+# modules and those of lower floors, never a package on its floor or above.
+FLOORS = {
+    "pipelines": 0,  # what runs inside tritonserver
+    "backends": 1,
+    "clients": 1,  # what talks to a server
+    "runtime": 2,  # launcher, watchdog, paths
+    "references": 2,  # in-process reference implementations
+    "lint": 3,  # config parser, linter, engine configs
+    "testsets": 3,  # test pictures, texts and requests
+    "deploy": 4,  # publishing, balancer
+    "export": 4,  # model files from their sources
+    "perf": 5,  # benchmarks and the soak
+    "ui": 6,  # the web page
+}
 SERVING = sorted((REPO_ROOT / "pipelines").rglob("*.py"))
-TOOLING = ("tools", "export", "clients", "perf", "tests")
+TOOLING = tuple(package for package, floor in FLOORS.items() if floor > 0) + ("tests",)
 MODEL_FILES = sorted(MODEL_REPOSITORY.glob("*/1/model.py")) + sorted(TEST_REPOSITORY.glob("*/1/model.py")) + sorted(BACKENDS_DIR.glob("*/model.py"))
 
 
@@ -28,6 +44,26 @@ def imported_roots(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             roots.add(node.module.split(".")[0])
     return roots
+
+
+def package_files(package: str) -> list[Path]:
+    return sorted(path for path in (REPO_ROOT / package).rglob("*.py") if "__pycache__" not in path.parts)
+
+
+def test_every_top_level_python_package_has_a_floor():
+    packages = {path.parent.name for path in REPO_ROOT.glob("*/__init__.py")} | {path.parent.name for path in REPO_ROOT.glob("*/__main__.py")}
+    assert packages - {"tests"} <= set(FLOORS), packages - set(FLOORS)
+
+
+@pytest.mark.parametrize("package", sorted(FLOORS))
+def test_nothing_imports_upward(package):
+    upward = [
+        f"{path.relative_to(REPO_ROOT)} imports {root}"
+        for path in package_files(package)
+        for root in imported_roots(path) & set(FLOORS)
+        if root != package and FLOORS[root] >= FLOORS[package]
+    ]
+    assert not upward, upward
 
 
 @pytest.mark.parametrize("path", SERVING + MODEL_FILES, ids=lambda p: str(p.relative_to(REPO_ROOT)))

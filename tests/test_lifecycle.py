@@ -20,8 +20,8 @@ from lifecycle import DATATYPES, ORIENTATION, Launcher, Traffic, small_repositor
 from triton_helpers import wait_until
 
 from clients.common import make_inputs
-from tools.runtime.server import GRPC_ADMIN_HEADER, served_preload
-from tools.runtime.watchdog import server_stubs
+from runtime.server import GRPC_ADMIN_HEADER, served_preload
+from runtime.watchdog import server_stubs
 
 
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from tools.engine_configs import expected_configs
-from tools.lint.checks import lint_repository
+from lint.engine_configs import expected_configs
+from lint.checks import lint_repository
 
-from tools.paths import MODEL_REPOSITORY as REPO
-from tools.paths import TEST_REPOSITORY as TEST_REPO
+from runtime.paths import MODEL_REPOSITORY as REPO
+from runtime.paths import TEST_REPOSITORY as TEST_REPO
 
 
 def test_real_repositories_lint_clean():
@@ -34,7 +34,7 @@ def edit(repo: Path, model: str, old: str, new: str, count: int = 1) -> None:
     text = path.read_text()
     assert old in text, f"seed text not found in {model}: {old}"
     path.write_text(text.replace(old, new, count))
-    try:  # the engine configs follow config.pbtxt, as `python -m tools.engine_configs` keeps them
+    try:  # the engine configs follow config.pbtxt, as `python -m lint.engine_configs` keeps them
         derived = expected_configs(repo / model)
     except Exception:  # a config.pbtxt the test broke on purpose
         derived = {}
@@ -187,7 +187,7 @@ def test_onnx_rank_without_batch_axis(repo):
 
 
 def test_cli_exit_code(repo, capsys):
-    from tools.lint.__main__ import main
+    from lint.__main__ import main
 
     assert main([str(repo)]) == 0
     edit(repo, "datatypes_model2", 'name: "datatypes_model2"', 'name: "x"')
@@ -333,7 +333,7 @@ def test_custom_ensemble_config_wiring(repo):
 
 
 def test_cli_names_the_custom_config(trt_repo, capsys):
-    from tools.lint.__main__ import main
+    from lint.__main__ import main
 
     assert main([str(trt_repo)]) == 0
     assert "(2 custom configs in <model>/configs/)" in capsys.readouterr().err  # tensorrt + openvino

@@ -13,11 +13,11 @@ from PIL import Image
 from clients.common import encoded_bytes_tensor
 from pipelines.image.decode import decode_image
 from pipelines.vit.models import TorchViT
-from tools.paths import checkpoint_dir
-from tools.references.clip import TorchCLIP
-from tools.references.text import packaged_model_dir
-from tools.testsets.images import encode, photo_samples
-from tools.testsets.sentences import varied_sentences
+from runtime.paths import checkpoint_dir
+from references.clip import TorchCLIP
+from references.text import packaged_model_dir
+from testsets.images import encode, photo_samples
+from testsets.sentences import varied_sentences
 
 TOLERANCE = 1e-4
 

@@ -23,9 +23,9 @@ from object_storage_helpers import MotoServer
 from test_contracts import ENTRIES, outputs_of
 from triton_helpers import wait_until
 
-from tools.object_storage import model_files, parse_s3_url, publish, s3_client
-from tools.paths import MODEL_REPOSITORY
-from tools.runtime.server import ServerStartError, TritonServer, check_serving_package
+from deploy.object_storage import model_files, parse_s3_url, publish, s3_client
+from runtime.paths import MODEL_REPOSITORY
+from runtime.server import ServerStartError, TritonServer, check_serving_package
 
 POLL_SECS = 5
 POLLED_MODELS = ["text2ids", "datatypes", "datatypes_model1", "datatypes_model2"]

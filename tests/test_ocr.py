@@ -17,9 +17,9 @@ from PIL import Image
 from triton_helpers import grpc_fire_all, make_inputs
 
 from clients.common import encoded_bytes_tensor
-from tools.testsets.documents import PAGE_KINDS
-from tools.testsets.documents import pages as document_pages
-from tools.testsets.ocr import OcrSample, encode, render_lines, samples, sixteen_bit_png
+from testsets.documents import PAGE_KINDS
+from testsets.documents import pages as document_pages
+from testsets.ocr import OcrSample, encode, render_lines, samples, sixteen_bit_png
 
 OUTPUTS = ("boxes", "box_scores", "texts", "text_scores")
 BOX_TOLERANCE_PX = 2

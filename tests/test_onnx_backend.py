@@ -13,7 +13,7 @@ import tritonclient.http as httpclient
 from triton_helpers import grpc_fire_all, make_inputs, make_outputs
 from tritonclient.utils import InferenceServerException
 
-from export.datatypes_onnx import CASES, reference_outputs
+from references.datatypes import CASES, reference_outputs
 
 OUTPUT_NAMES = [case.output for case in CASES]
 

@@ -20,9 +20,9 @@ from tritonclient.utils import InferenceServerException
 
 from clients.common import encoded_bytes_tensor
 from pipelines.image import orientation
-from tools.paths import MODEL_REPOSITORY
-from tools.references.orientation import labels_text
-from tools.testsets import images as testset
+from runtime.paths import MODEL_REPOSITORY
+from references.orientation import labels_text
+from testsets import images as testset
 
 TOLERANCE = 1e-4
 MODEL = "orientation"

@@ -9,8 +9,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from export.common.ort_fusion import FUSED_FILENAME, unpack_self_attention
-from tools.paths import MODEL_REPOSITORY
-from tools.pbtxt import parse
+from runtime.paths import MODEL_REPOSITORY
+from lint.pbtxt import parse
 
 UNET = MODEL_REPOSITORY / "sd_unet"
 

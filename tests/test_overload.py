@@ -20,8 +20,8 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 from triton_helpers import grpc_fire_all, make_inputs
 
-from tools.soak import REFUSALS
-from tools.testsets.entries import entries
+from perf.soak import REFUSALS
+from testsets.entries import entries
 
 TIMEOUT_S = 1.0  # timeout_probe's default_timeout_microseconds
 EXECUTE_S = 0.3  # timeout_probe's execute_delay_s

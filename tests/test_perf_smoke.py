@@ -17,8 +17,8 @@ import tritonclient.http as httpclient
 from perf.baseline_server import BaselineServer
 from perf.harness import run_perf_analyzer, write_input_data
 from clients.common import encoded_bytes_tensor, make_inputs, picture_request
-from tools.runtime.server import free_port
-from tools.testsets.images import photo_samples
+from runtime.server import free_port
+from testsets.images import photo_samples
 
 PICTURE = photo_samples()[0].data
 INPUTS = {
@@ -122,9 +122,9 @@ def test_stable_diffusion_paired_rounds_take_the_median_of_each_rounds_ratio():
 def test_the_engine_suite_times_every_onnx_network_on_inputs_its_config_accepts():
     from perf.engines import ALONE_SHAPES, PIPELINES, Variant, fixed_feeds, network_context
     from pipelines.ocr.models import CLS_MODEL, DET_MODEL, REC_MODEL
-    from tools import pbtxt
-    from tools.engine_configs import engine_of
-    from tools.paths import MODEL_REPOSITORY
+    from lint import pbtxt
+    from lint.engine_configs import engine_of
+    from runtime.paths import MODEL_REPOSITORY
 
     networks = {p.parent.name for p in MODEL_REPOSITORY.glob("*/config.pbtxt") if engine_of(pbtxt.parse(p.read_text()))}
     assert set(ALONE_SHAPES) | {DET_MODEL, CLS_MODEL, REC_MODEL} == networks

@@ -1,5 +1,5 @@
 """The launcher: backend directory assembly, readable start-up failures, and
-`python -m tools.runtime.server` (what `make serve` runs) on given ports."""
+`python -m runtime.server` (what `make serve` runs) on given ports."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import urllib.request
 
 import pytest
 
-from tools.paths import MODEL_REPOSITORY
-from tools.runtime.distribution import assemble_backend_dir
-from tools.runtime.server import (
+from runtime.paths import MODEL_REPOSITORY
+from runtime.distribution import assemble_backend_dir
+from runtime.server import (
     ServerStartError,
     TritonServer,
     error_lines,
@@ -58,7 +58,7 @@ def test_serve_command_on_given_ports_lists_models_and_stops_on_ctrl_c(tmp_path)
     http, grpc, metrics = free_port(), free_port(), free_port()
     env = dict(os.environ, HTTP_PORT=str(http), GRPC_PORT=str(grpc), METRICS_PORT=str(metrics))
     process = subprocess.Popen(
-        [sys.executable, "-m", "tools.runtime.server", "--model-repository", str(repo)],
+        [sys.executable, "-m", "runtime.server", "--model-repository", str(repo)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -87,7 +87,7 @@ def test_serve_command_on_given_ports_lists_models_and_stops_on_ctrl_c(tmp_path)
 
 
 def test_procfs_reads_a_child_and_forgets_it_once_gone():
-    from tools.runtime import procfs
+    from runtime import procfs
 
     child = subprocess.Popen(["sleep", "30"])
     try:
@@ -106,8 +106,8 @@ def test_procfs_reads_a_child_and_forgets_it_once_gone():
 def test_watchdog_names_a_stub_that_dies_before_its_first_poll(tmp_path):
     """A dead stub is a zombie without a command line: the watchdog must have
     read the stubs' identities when it started, not at its first poll."""
-    from tools.runtime import procfs
-    from tools.runtime.watchdog import STUB_BINARY, StubWatchdog
+    from runtime import procfs
+    from runtime.watchdog import STUB_BINARY, StubWatchdog
 
     # a stand-in stub: a Python running <repo>/<model>/1/model.py with the stub's arguments
     stub = tmp_path / STUB_BINARY

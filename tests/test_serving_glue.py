@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from inprocess import error_of, install_fake_pb_utils, outputs_of
 
-from export.datatypes_onnx import CASES, reference_outputs
+from references.datatypes import CASES, reference_outputs
 from pipelines.serving.bls import Bls, ModelCallError
 from pipelines.serving.network import choose_providers
 from pipelines.serving.partition import Partition, ResultCountError, answer_each, per_item, per_item_async

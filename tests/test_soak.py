@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from tools.soak import run_soak
+from perf.soak import run_soak
 
 MINUTES = float(os.environ.get("SOAK_TEST_MINUTES") or 0.75)
 

@@ -25,9 +25,9 @@ import tritonclient.http as httpclient
 from triton_helpers import grpc_fire_all, make_inputs, wait_until
 from tritonclient.utils import InferenceServerException
 
-from tools import triton_stats
-from tools.paths import MODEL_REPOSITORY, checkpoint_dir
-from tools.references.stable_diffusion import DiffusersSD, psnr, within
+from clients import triton_stats
+from runtime.paths import MODEL_REPOSITORY, checkpoint_dir
+from references.stable_diffusion import DiffusersSD, psnr, within
 
 PLAIN, STREAM = "stable_diffusion", "stable_diffusion_stream"
 MIN_WITHIN_2, MIN_PSNR = 0.99, 40.0
@@ -212,7 +212,7 @@ class LocalNetworks:
     def __init__(self, repo):
         import onnxruntime as ort
 
-        from tools.pbtxt import parse
+        from lint.pbtxt import parse
 
         def served_file(model):  # the file the onnxruntime config names (sd_unet: the fused graph)
             return repo / model / "1" / (parse((repo / model / "config.pbtxt").read_text()).default_model_filename or "model.onnx")
@@ -271,7 +271,7 @@ def test_another_checkpoint_size_exported_with_source(tmp_path, monkeypatch):
     from export.stable_diffusion import main as export_main
     from export.stable_diffusion import seeded_checkpoint
     from pipelines.stable_diffusion.pipeline import Settings, StableDiffusion
-    from tools.pbtxt import as_json, parse
+    from lint.pbtxt import as_json, parse
 
     source = seeded_checkpoint(tmp_path / "source", seed=3, **OTHER_SIZE)
     repo = tmp_path / "repo"
@@ -299,7 +299,7 @@ def test_a_hub_name_is_exported_from_the_hub_cache(tmp_path):
     (here offline, from a cache laid out as a download leaves it), and the
     snapshot is the checkpoint kept and exported."""
     from export.stable_diffusion import seeded_checkpoint
-    from tools.paths import REPO_ROOT
+    from runtime.paths import REPO_ROOT
 
     commit = "0123456789abcdef0123456789abcdef01234567"
     hub = tmp_path / "hub"
@@ -403,8 +403,8 @@ def pipeline_alone(tmp_path_factory):
     """The pipeline's models on a server of their own, in explicit model
     control (so a test may unload a network under it), one instance each."""
     from perf.instance_sweep import linked_copy
-    from tools.pbtxt import edit_config
-    from tools.runtime.server import TritonServer
+    from lint.pbtxt import edit_config
+    from runtime.server import TritonServer
 
     repo = tmp_path_factory.mktemp("sd-alone")
     for model in (PLAIN, STREAM, "sd_text_encoder", "sd_unet", "sd_vae_decoder"):
@@ -424,7 +424,7 @@ def test_a_failing_network_call_fails_that_request_only(pipeline_alone):
     request running then and those sent then fail with a message naming
     sd_unet (the stream still gets its FINAL flag); the pipeline's stubs
     live on, and once sd_unet is back the same request gives the same pixels."""
-    from tools.runtime.watchdog import server_stubs
+    from runtime.watchdog import server_stubs
 
     server, client = pipeline_alone
     tensors = request(["a failing call"], steps=3, seed=9)

@@ -12,9 +12,9 @@ import tritonclient.http as httpclient
 from triton_helpers import grpc_fire_all, make_inputs
 from tritonclient.utils import InferenceServerException
 
-from tools import triton_stats
-from tools.references.text import packaged_model_dir
-from tools.testsets.sentences import varied_sentences
+from clients import triton_stats
+from references.text import packaged_model_dir
+from testsets.sentences import varied_sentences
 
 MIN_COSINE = 0.9999
 

@@ -6,8 +6,8 @@ import numpy as np
 
 from pipelines.text.pooling import l2_normalize, mean_pool
 from pipelines.text.tokenizer import SentenceTokenizer, decode_utf8
-from tools.references.text import packaged_model_dir
-from tools.testsets.sentences import varied_sentences
+from references.text import packaged_model_dir
+from testsets.sentences import varied_sentences
 
 
 def test_encode_groups_pads_each_group_to_its_own_longest():

@@ -24,8 +24,8 @@ from lifecycle import DATATYPES, Launcher, small_repository
 from triton_helpers import wait_until
 
 from clients.common import Tls, connect, make_inputs
-from tools.paths import REPO_ROOT
-from tools.runtime.server import free_port
+from runtime.paths import REPO_ROOT
+from runtime.server import free_port
 
 
 def _name(common_name: str) -> x509.Name:
@@ -160,7 +160,7 @@ def test_mutual_tls_needs_a_client_certificate_the_ca_signed(tmp_path):
 
 def test_half_a_tls_configuration_is_refused_before_start(tmp_path):
     done = subprocess.run(
-        [sys.executable, "-m", "tools.runtime.server", "--model-repository", str(tmp_path)],
+        [sys.executable, "-m", "runtime.server", "--model-repository", str(tmp_path)],
         env={**os.environ, "GRPC_TLS_CERT": str(tmp_path / "cert.pem"), "GRPC_TLS_KEY": ""},
         capture_output=True,
         text=True,

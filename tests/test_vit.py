@@ -20,8 +20,8 @@ from triton_helpers import grpc_fire_all, make_inputs
 from clients.common import encoded_bytes_tensor
 from export.vit import SEEDED_CONFIG, serving_checkpoint_dir
 from pipelines.vit import OUTPUT_NAME
-from tools.paths import MODEL_REPOSITORY, checkpoint_dir
-from tools.testsets import images as testset
+from runtime.paths import MODEL_REPOSITORY, checkpoint_dir
+from testsets import images as testset
 
 TOLERANCE = 1e-4
 MODELS = ("vit", "vit_python")

@@ -19,7 +19,7 @@ from typing import Callable
 
 from export.common.formats import parse_formats
 from export.manifest import BY_NAME, REPO_ROOT
-from tools.paths import MODEL_REPOSITORY, checkpoint_dir
+from runtime.paths import MODEL_REPOSITORY, checkpoint_dir
 
 DEFAULT_SOURCE = "default"
 

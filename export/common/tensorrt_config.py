@@ -4,8 +4,8 @@ ONNX file."""
 
 from __future__ import annotations
 
-from tools import pbtxt
-from tools.engine_configs import ENGINE_PARAMETERS, engine_of
+from lint import pbtxt
+from lint.engine_configs import ENGINE_PARAMETERS, engine_of
 
 HEADER = (
     "# Written by the export (export/common/formats.py) from config.pbtxt: the\n"

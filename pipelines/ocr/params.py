@@ -2,7 +2,7 @@
 
 `PARAMS` holds the values of the package's config.yaml as constants, so the
 serving models need neither PyYAML nor the package
-(tools/references/ocr.py reads the installed config.yaml into the same
+(references/ocr.py reads the installed config.yaml into the same
 dataclass, and the tests check that the two agree)."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The whole RapidOCR 1.4.4 flow over the functions of this package, one
 composition for every way it runs: the `ocr` ensemble's `ocr_recognize`
 (from the detector's map on), `ocr_bls` (from the decoded picture on) and
-the in-process reference (tools/references/ocr.py). The three networks are
+the in-process reference (references/ocr.py). The three networks are
 awaitables (`Networks`): async BLS calls inside Triton, onnxruntime sessions
 outside. Pictures progress independently; each picture's classifier groups
 are in flight together, and each goes on to the recogniser when it is back."""

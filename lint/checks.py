@@ -18,7 +18,7 @@ from pathlib import Path
 
 from google.protobuf import text_format
 
-from tools import pbtxt
+from lint import pbtxt
 
 try:
     from tritonclient.grpc import model_config_pb2 as mc
@@ -472,8 +472,8 @@ def check_openvino(entry: ModelEntry) -> list[Finding]:
 
 def check_engine_config(entry: ModelEntry, base: ModelEntry) -> list[Finding]:
     """configs/onnxruntime.pbtxt and configs/openvino.pbtxt are derived from
-    config.pbtxt (tools/engine_configs.py): one that differs has drifted."""
-    from tools.engine_configs import ENGINES, engine_config
+    config.pbtxt (lint/engine_configs.py): one that differs has drifted."""
+    from lint.engine_configs import ENGINES, engine_config
 
     if entry.custom_name not in ENGINES:
         return []
@@ -483,7 +483,7 @@ def check_engine_config(entry: ModelEntry, base: ModelEntry) -> list[Finding]:
     except ValueError as error:
         return [Finding(str(path), "backend", f"an engine config beside a config.pbtxt that is not an ONNX network: {error}")]
     if path.read_text() != expected:
-        return [Finding(str(path), "engine", "differs from what config.pbtxt gives; run `python -m tools.engine_configs`")]
+        return [Finding(str(path), "engine", "differs from what config.pbtxt gives; run `python -m lint.engine_configs`")]
     return []
 
 

@@ -8,7 +8,7 @@ A model served by one engine gets a custom configuration for the other, so
 network with that engine; config.pbtxt stays the default. The files are
 committed (the official container needs no export step to find them) and
 the linter fails when one differs from what this module derives, so they
-never drift. `python -m tools.engine_configs` rewrites them.
+never drift. `python -m lint.engine_configs` rewrites them.
 
 Threads carry over: ONNX Runtime's `intra_op_thread_count` is OpenVINO's
 `INFERENCE_NUM_THREADS` and back; OpenVINO runs one stream with the latency
@@ -20,12 +20,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tools import pbtxt
-from tools.paths import MODEL_REPOSITORY
+from lint import pbtxt
+from runtime.paths import MODEL_REPOSITORY
 
 ENGINES = ("onnxruntime", "openvino")
 HEADER = (
-    "# Written by `python -m tools.engine_configs` from config.pbtxt: the same network on\n"
+    "# Written by `python -m lint.engine_configs` from config.pbtxt: the same network on\n"
     "# the {engine} engine. Served with tritonserver --model-config-name={engine}.\n"
 )
 THREADS = {"onnxruntime": "intra_op_thread_count", "openvino": "INFERENCE_NUM_THREADS"}

@@ -11,8 +11,8 @@ from typing import Callable
 import numpy as np
 
 from clients.common import encoded_bytes_tensor
-from export.datatypes_onnx import CASES
-from tools.testsets import images, ocr
+from references.datatypes import CASES
+from testsets import images, ocr
 
 Tensors = dict[str, np.ndarray]
 

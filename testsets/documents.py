@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from tools.testsets.ocr import font
+from testsets.ocr import font
 
 WORDS = (
     "account address agreement amount annual balance billing branch business certificate charge client "

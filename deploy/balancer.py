@@ -23,7 +23,7 @@ Retry policy:
   again (passive health check), so a restarted replica gets traffic back
   without any reconfiguration.
 
-`python -m tools.balancer --http-port 8080 --grpc-port 8081 127.0.0.1:8000,127.0.0.1:8001 ...`
+`python -m deploy.balancer --http-port 8080 --grpc-port 8081 127.0.0.1:8000,127.0.0.1:8001 ...`
 writes a configuration and runs Debian's nginx on it in the foreground."""
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def nginx_config(workdir: Path, replicas: list[Replica], http_port: int, grpc_po
 
     # as root, nginx would run its workers as nobody, who cannot write the temp folders here
     user = "user root root;\n" if os.geteuid() == 0 else ""
-    return f"""# written by tools/balancer.py
+    return f"""# written by deploy/balancer.py
 {user}worker_processes 1;
 daemon off;
 pid {workdir}/nginx.pid;
@@ -148,7 +148,7 @@ http {{
         location @grpc_unavailable {{
             default_type application/grpc;
             add_header grpc-status 14 always;
-            add_header grpc-message "replica unavailable (tools.balancer)" always;
+            add_header grpc-message "replica unavailable (deploy.balancer)" always;
             return 204;
         }}
     }}

@@ -1,7 +1,7 @@
 """Soak: mixed traffic over every entry model for minutes, against a
 tritonserver of its own, over HTTP and gRPC, with a few percent bad inputs.
 
-`make soak` (`python -m tools.soak --minutes 10 --concurrency 32`) writes
+`make soak` (`python -m perf.soak --minutes 10 --concurrency 32`) writes
 `perf/results/soak.md` and `soak.png`. Every answer is checked: a good
 request must get the answer it got alone (or a refusal: queue full, queue
 timeout), a bad one a refusal naming its tensor; anything else is an
@@ -25,11 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from tools.paths import MODEL_REPOSITORY
-from tools.runtime import procfs
-from tools.runtime.server import resolve_preload, TritonServer
-from tools.runtime.watchdog import STUB_BINARY
-from tools.testsets.entries import Entry, Tensors, entries
+from runtime.paths import MODEL_REPOSITORY
+from runtime import procfs
+from runtime.server import resolve_preload, TritonServer
+from runtime.watchdog import STUB_BINARY
+from testsets.entries import Entry, Tensors, entries
 
 # Relative share of requests per model: an OCR request costs a thousand times
 # a text request (both cores for seconds), so it gets few, or the clients all

@@ -1,10 +1,10 @@
-"""`python -m tools.lint [REPOSITORY ...]`: exit 1 with one line per finding."""
+"""`python -m lint [REPOSITORY ...]`: exit 1 with one line per finding."""
 
 import argparse
 import sys
 from pathlib import Path
 
-from tools.lint.checks import custom_config_paths, lint_repository
+from lint.checks import custom_config_paths, lint_repository
 
 
 def main(argv=None) -> int:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from tools.runtime import procfs
+from runtime import procfs
 
 STUB_BINARY = "triton_python_backend_stub"
 

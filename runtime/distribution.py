@@ -11,7 +11,7 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.paths import BACKENDS_DIR, BUILD_DIR
+from runtime.paths import BACKENDS_DIR, BUILD_DIR
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Start a real tritonserver on the model repository, wait for it, stop it.
 
-Used by `make serve` (foreground, `python -m tools.runtime.server`) and by
+Used by `make serve` (foreground, `python -m runtime.server`) and by
 the test suite (one server per test session)."""
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tools.object_storage import StorageError, check_access, is_remote
-from tools.paths import BUILD_DIR, MODEL_REPOSITORY
-from tools.runtime.distribution import assemble_backend_dir, assemble_lib_dir, find_distribution, server_environment
-from tools.runtime.watchdog import StubWatchdog, stubs_started_by
+from runtime.remote_repository import StorageError, check_access, is_remote
+from runtime.paths import BUILD_DIR, MODEL_REPOSITORY
+from runtime.distribution import assemble_backend_dir, assemble_lib_dir, find_distribution, server_environment
+from runtime.watchdog import StubWatchdog, stubs_started_by
 
 # The admin APIs `make serve` puts behind the admin-key header; inference,
 # health, metadata and statistics stay open.
