@@ -48,7 +48,7 @@ MA_ARGS ?=
 # export/, clients/, perf/), so scripts run as `python export/vit.py`.
 CHECKOUT_ON_PATH := import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()['purelib'], 'triton_pipelines_checkout.pth').write_text('$(CURDIR)\n')
 
-.PHONY: help setup export backends serve test lint perf model-analyzer clean distclean publish nginx
+.PHONY: help setup export backends serve test lint perf model-analyzer clean distclean publish nginx fonts
 
 help:
 	@echo "make serve   run tritonserver on model_repository/ (HTTP_PORT=$(HTTP_PORT) GRPC_PORT=$(GRPC_PORT) METRICS_PORT=$(METRICS_PORT) MODEL_CONFIG_NAME=)"
@@ -106,11 +106,24 @@ nginx:
 		|| echo "warning: could not install nginx: the balancer and HTTPS proxy tests will skip"; \
 	else echo "warning: nginx missing and not root (apt-get needs root): the balancer and HTTPS proxy tests will skip"; fi
 
+# Debian's Noto CJK fonts: the Chinese and mixed-script pages of the multilingual
+# OCR set (testsets/multilingual.py). Installed with apt-get where the font file is
+# missing and we are root; otherwise the tests that need it skip and say why.
+CJK_FONT := /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc
+fonts:
+	@if [ -f $(CJK_FONT) ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -q --no-install-recommends fonts-noto-cjk >/dev/null 2>&1 \
+		|| { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends fonts-noto-cjk >/dev/null; } \
+		|| echo "warning: could not install fonts-noto-cjk: the multilingual OCR tests will skip"; \
+	else echo "warning: $(CJK_FONT) missing and not root (apt-get needs root): the multilingual OCR tests will skip"; fi
+
 lint: export
 	$(PY) -m ruff check --quiet .
 	$(PY) -m lint model_repository tests/model_repository
 
-test: lint nginx jemalloc
+test: lint nginx jemalloc fonts
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 $(BASELINE_STAMP): requirements/baseline-rapidocr-openvino.txt
@@ -118,7 +131,7 @@ $(BASELINE_STAMP): requirements/baseline-rapidocr-openvino.txt
 	$(BASELINE_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements/baseline-rapidocr-openvino.txt
 	touch $@
 
-perf: export backends $(BASELINE_STAMP) $(if $(filter jemalloc,$(ALLOCATOR)),jemalloc)
+perf: export backends fonts $(BASELINE_STAMP) $(if $(filter jemalloc,$(ALLOCATOR)),jemalloc)
 	$(PY) -m perf $(PERF_ARGS)
 
 $(ANALYZER_STAMP): requirements/model-analyzer.txt
