@@ -4,19 +4,24 @@
 article or a receipt: many lines of varied length and size (headings, body
 text, table cells, small print, numbers and punctuation), ruled boxes and
 table lines, a paper tint, a little noise and JPEG compression as a scan
-has. `pages()` gives the same bytes for the same Pillow and fonts. There is
-no ground truth per line: the OCR suite compares the served lines with
-RapidOCR's on the same pictures."""
+has. `pages()` gives the same bytes for the same Pillow and fonts.
+
+Every line drawn is recorded as ground truth (`DocumentPage.lines`: its text
+and its box in the page's pixels, testsets/ground_truth.py), one entry per
+drawn string: a table cell is a line of its own. testsets/accuracy.py scores
+OCR output against them."""
 
 from __future__ import annotations
 
 import io
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from testsets.ground_truth import GroundTruthLine, drawn
 from testsets.ocr import font
 
 WORDS = (
@@ -41,6 +46,7 @@ class DocumentPage:
     name: str
     data: bytes
     size: tuple[int, int]  # width, height
+    lines: list[GroundTruthLine] = field(default_factory=list)  # every line drawn, in drawing order
 
 
 def _words(rng: random.Random, low: int, high: int) -> str:
@@ -64,11 +70,13 @@ def _money(rng: random.Random) -> str:
     return f"{rng.randint(1, 4999)}.{rng.randint(0, 99):02d}"
 
 
-class _Page:
-    """A page being drawn: a cursor moving down, text in a few fonts."""
+class Page:
+    """A page being drawn: a cursor moving down, text in a few fonts
+    (`fonts(size, face)`), each line drawn recorded in `lines`."""
 
-    def __init__(self, rng: random.Random, width: int, height: int):
-        self.rng, self.width, self.height = rng, width, height
+    def __init__(self, rng: random.Random, width: int, height: int, fonts: Callable[[int, int], ImageFont.FreeTypeFont] = font):
+        self.rng, self.width, self.height, self.fonts = rng, width, height, fonts
+        self.lines: list[GroundTruthLine] = []
         tint = rng.randint(238, 252)
         self.image = Image.new("RGB", (width, height), (tint, tint, rng.randint(tint - 8, tint)))
         self.draw = ImageDraw.Draw(self.image)
@@ -79,13 +87,20 @@ class _Page:
     def room(self, size: int) -> bool:
         return self.y + size * 2 < self.height - self.margin
 
+    def write(self, x: int, y: int, line: str, size: int, face: int = 0, fill: tuple[int, ...] | None = None) -> None:
+        """Draw one line at (x, y) and record it (an empty one draws nothing)."""
+        face_font = self.fonts(size, face)
+        self.draw.text((x, y), line, font=face_font, fill=self.ink if fill is None else fill)
+        if line:
+            self.lines.append(drawn(self.draw, (x, y), line, face_font))
+
     def text(self, x: int, line: str, size: int, face: int = 0, advance: float = 1.7) -> None:
-        self.draw.text((x, self.y), line, font=font(size, face), fill=self.ink)
+        self.write(x, self.y, line, size, face)
         self.y += int(size * advance)
 
     def fit(self, line: str, size: int, face: int, width: int) -> str:
         """The longest prefix of whole words that fits `width` pixels."""
-        face_font = font(size, face)
+        face_font = self.fonts(size, face)
         while line and face_font.getlength(line) > width:
             line = line.rsplit(" ", 1)[0] if " " in line else ""
         return line
@@ -95,7 +110,7 @@ class _Page:
         self.y += 10
 
 
-def _invoice(page: _Page) -> None:
+def _invoice(page: Page) -> None:
     rng, m = page.rng, page.margin
     page.text(m, f"INVOICE {rng.randint(10000, 99999)}", rng.randint(28, 40), face=3)
     page.text(m, _name(rng), 18)
@@ -105,24 +120,24 @@ def _invoice(page: _Page) -> None:
     columns = [m, int(page.width * 0.58), int(page.width * 0.72), int(page.width * 0.84)]
     size = rng.randint(15, 20)
     for x, head in zip(columns, ("Description", "Qty", "Unit", "Amount")):
-        page.draw.text((x, page.y), head, font=font(size, 3), fill=page.ink)
+        page.write(x, page.y, head, size, 3)
     page.y += int(size * 1.8)
     page.rule()
     while page.room(size) and page.y < page.height * 0.8:
         cells = [page.fit(_words(rng, 2, 6), size, 0, columns[1] - m - 12), str(rng.randint(1, 40)), _money(rng), _money(rng)]
         for x, cell in zip(columns, cells):
-            page.draw.text((x, page.y), cell, font=font(size, 0), fill=page.ink)
+            page.write(x, page.y, cell, size, 0)
         page.y += int(size * 1.9)
     page.rule()
     for label in ("Subtotal", "Tax 19%", "Total due"):
         if page.room(size):
-            page.draw.text((columns[1], page.y), f"{label}  {_money(rng)}", font=font(size, 3), fill=page.ink)
+            page.write(columns[1], page.y, f"{label}  {_money(rng)}", size, 3)
             page.y += int(size * 1.8)
     if page.room(12):
         page.text(m, page.fit(f"Please transfer the total to account {rng.randint(10**9, 10**10 - 1)} within 14 days", 13, 0, page.width - 2 * m), 13)
 
 
-def _form(page: _Page) -> None:
+def _form(page: Page) -> None:
     rng, m = page.rng, page.margin
     page.text(m, _words(rng, 2, 4).upper(), rng.randint(24, 34), face=3)
     page.text(m, page.fit(_words(rng, 6, 12), 14, 1, page.width - 2 * m), 14)
@@ -130,15 +145,15 @@ def _form(page: _Page) -> None:
     while page.room(label_size * 2):
         label = page.fit(_words(rng, 1, 3), label_size, 0, int(page.width * 0.35))
         value = rng.choice([_name(rng), _address(rng), _date(rng), str(rng.randint(10**5, 10**9)), _words(rng, 1, 4)])
-        page.draw.text((m, page.y), label, font=font(label_size, 0), fill=page.ink)
+        page.write(m, page.y, label, label_size, 0)
         box_x = int(page.width * 0.4)
         box_h = int(label_size * 1.9)
         page.draw.rectangle((box_x, page.y - 6, page.width - m, page.y - 6 + box_h), outline=(120, 120, 120))
-        page.draw.text((box_x + 8, page.y), page.fit(value, label_size, 2, page.width - m - box_x - 16), font=font(label_size, 2), fill=(20, 30, 90))
+        page.write(box_x + 8, page.y, page.fit(value, label_size, 2, page.width - m - box_x - 16), label_size, 2, fill=(20, 30, 90))
         page.y += box_h + rng.randint(10, 22)
 
 
-def _article(page: _Page) -> None:
+def _article(page: Page) -> None:
     rng, m = page.rng, page.margin
     page.text(m, page.fit(_words(rng, 3, 7), 34, 1, page.width - 2 * m), rng.randint(26, 36), face=1, advance=1.5)
     page.text(m, f"By {_name(rng)}, {rng.choice(CITIES)}, {_date(rng)}", 14, face=1)
@@ -157,7 +172,7 @@ def _article(page: _Page) -> None:
             page.text(x, line, size, face=1, advance=1.55)
 
 
-def _receipt(page: _Page) -> None:
+def _receipt(page: Page) -> None:
     rng, m = page.rng, page.margin
     page.text(m, f"{rng.choice(LAST).upper()} MARKT", rng.randint(26, 34), face=3)
     page.text(m, _address(rng), 15, face=2)
@@ -166,8 +181,8 @@ def _receipt(page: _Page) -> None:
     size = rng.randint(15, 19)
     while page.room(size * 3):
         item = page.fit(_words(rng, 1, 3).upper(), size, 2, int(page.width * 0.6))
-        page.draw.text((m, page.y), item, font=font(size, 2), fill=page.ink)
-        page.draw.text((int(page.width * 0.72), page.y), _money(rng), font=font(size, 2), fill=page.ink)
+        page.write(m, page.y, item, size, 2)
+        page.write(int(page.width * 0.72), page.y, _money(rng), size, 2)
         page.y += int(size * 1.7)
     page.rule()
     page.text(m, f"TOTAL EUR {_money(rng)}", size + 6, face=2)
@@ -176,7 +191,7 @@ def _receipt(page: _Page) -> None:
 DRAW = {"invoice": _invoice, "form": _form, "article": _article, "receipt": _receipt}
 
 
-def _scanned(image: Image.Image, rng: random.Random) -> bytes:
+def scanned(image: Image.Image, rng: random.Random) -> bytes:
     """Slight blur, sensor noise and JPEG compression, as a scanner gives."""
     image = image.filter(ImageFilter.GaussianBlur(radius=rng.choice([0.0, 0.4, 0.6])))
     pixels = np.asarray(image, dtype=np.int16)
@@ -195,7 +210,7 @@ def pages(count: int = PAGE_COUNT, seed: int = 2026) -> list[DocumentPage]:
         kind = PAGE_KINDS[index % len(PAGE_KINDS)]
         width = rng.randint(640, 1300) if kind != "receipt" else rng.randint(640, 760)
         height = rng.randint(max(640, int(width * 0.9)), 1300)
-        page = _Page(rng, width, height)
+        page = Page(rng, width, height)
         DRAW[kind](page)
-        result.append(DocumentPage(f"{kind}-{index:02d}", _scanned(page.image, rng), (width, height)))
+        result.append(DocumentPage(f"{kind}-{index:02d}", scanned(page.image, rng), (width, height), page.lines))
     return result
