@@ -34,7 +34,7 @@ SOAK_PRELOAD ?= $(ALLOCATOR)
 export ALLOCATOR
 FUZZ_EXAMPLES ?= 5000
 
-REQUIREMENTS := requirements/serve.txt requirements/runtime-cpu.txt requirements/dev.txt requirements/export.txt
+REQUIREMENTS := requirements/serve.txt requirements/runtime-cpu.txt requirements/dev.txt requirements/export.txt requirements/ui.txt
 NODEPS_REQUIREMENTS := requirements/nodeps.txt
 SETUP_STAMP := $(VENV)/.setup-done
 # RapidOCR's OpenVINO flavour needs an older openvino: a venv of its own (perf/ocr.py)
@@ -59,6 +59,8 @@ help:
 	@echo "make model-analyzer  Triton Model Analyzer instance/thread/engine sweeps of single networks (MA_ARGS=...)"
 	@echo "make publish upload the model repository to object storage and verify it (REPOSITORY_URL=s3://[host:port/]bucket/prefix)"
 	@echo "make serve MODEL_REPOSITORY=s3://... [REPOSITORY_POLL_SECS=30]   serve from object storage (gs:// as:// too)"
+	@echo "make ui      the web page against a running server (UI_PORT=$(UI_PORT) TRITON_URL=$(TRITON_URL) UI_AUTH= TRITON_SSL=...; docs/ui.md)"
+	@echo "make demo    the server and the page together; prints the page's URL when every model is READY"
 	@echo "make setup   virtual environment with the pinned packages"
 	@echo "make clean   remove every generated file but the venv; make distclean also the venv"
 
@@ -123,7 +125,7 @@ lint: export
 	$(PY) -m ruff check --quiet .
 	$(PY) -m lint model_repository tests/model_repository
 
-test: lint nginx jemalloc fonts
+test: lint nginx jemalloc fonts chromium
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 $(BASELINE_STAMP): requirements/baseline-rapidocr-openvino.txt
@@ -165,3 +167,51 @@ clean:
 
 distclean: clean
 	rm -rf $(VENV)
+
+# The web page (ui/, docs/ui.md): a tab per pipeline over the clients. make ui
+# serves it against a running server: TRITON_URL is the clients' endpoint
+# (gRPC by default: Stop cancels a gRPC stream), TRITON_METRICS_URL the
+# metrics page the Server tab reads, TRITON_SSL=1 with TRITON_ROOT_CERTIFICATES
+# [TRITON_PRIVATE_KEY TRITON_CERTIFICATE_CHAIN] the clients' TLS flags, UI_AUTH
+# user:password pairs (comma-separated) or a file of them (read from the
+# environment: no password on a command line). make demo runs the server and
+# the page together and prints the page's URL once every model is READY.
+.PHONY: ui demo screenshots chromium
+UI_PORT ?= 7860
+UI_HOST ?= 127.0.0.1
+TRITON_URL ?= localhost:$(GRPC_PORT)
+TRITON_PROTOCOL ?= grpc
+TRITON_METRICS_URL ?= http://$(firstword $(subst :, ,$(TRITON_URL))):$(METRICS_PORT)/metrics
+TRITON_SSL ?=
+TRITON_ROOT_CERTIFICATES ?=
+TRITON_PRIVATE_KEY ?=
+TRITON_CERTIFICATE_CHAIN ?=
+UI_AUTH ?=
+export UI_AUTH
+UI_TLS_FLAGS = $(if $(TRITON_SSL),--ssl) $(if $(TRITON_ROOT_CERTIFICATES),--root-certificates $(TRITON_ROOT_CERTIFICATES)) \
+	$(if $(TRITON_PRIVATE_KEY),--private-key $(TRITON_PRIVATE_KEY)) $(if $(TRITON_CERTIFICATE_CHAIN),--certificate-chain $(TRITON_CERTIFICATE_CHAIN))
+UI_ENV = GRADIO_ANALYTICS_ENABLED=False
+
+ui: $(SETUP_STAMP)
+	$(UI_ENV) $(PY) -m ui --url $(TRITON_URL) --protocol $(TRITON_PROTOCOL) --metrics-url $(TRITON_METRICS_URL) \
+		--host $(UI_HOST) --port $(UI_PORT) $(UI_TLS_FLAGS)
+
+demo: export backends $(if $(filter jemalloc,$(ALLOCATOR)),jemalloc)
+	$(UI_ENV) $(PY) -m ui.demo --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT) \
+		--host $(UI_HOST) --port $(UI_PORT) -- $(UI_TLS_FLAGS)
+
+# docs/images/ui-*.png: each tab after its action, in headless Chromium
+screenshots: export backends chromium
+	$(UI_ENV) $(PY) -m ui.screenshots docs/images
+
+# Debian's Chromium and its driver (always the same version), for the browser
+# tests (tests/test_ui_browser.py) and make screenshots; installed with
+# apt-get where missing and root, as make nginx does.
+chromium:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -q --no-install-recommends chromium chromium-driver >/dev/null 2>&1 \
+		|| { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends chromium chromium-driver >/dev/null; } \
+		|| echo "warning: could not install chromium: the browser tests will skip"; \
+	else echo "warning: chromium missing and not root (apt-get needs root): the browser tests will skip"; fi

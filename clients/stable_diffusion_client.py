@@ -11,7 +11,8 @@ stream, over HTTP through `generate_stream` (server-sent events); `--previews
 DIR` saves the preview pictures it sends every `--preview-every` steps.
 Ctrl-C cancels the request on the server (gRPC: the stream's or the call's
 cancellation; HTTP: the connection is closed).
-As a library: `StableDiffusionClient(url, protocol).generate(["a prompt"], steps=20, seed=7)` -> uint8 [N, H, W, 3]."""
+As a library: `StableDiffusionClient(url, protocol).generate(["a prompt"], steps=20, seed=7)` -> uint8 [N, H, W, 3];
+`cancel()` from another thread stops a running `generate_stream` the same way."""
 
 from __future__ import annotations
 
@@ -19,12 +20,13 @@ import argparse
 import json
 import queue
 import sys
+import threading
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
-from clients.common import DEFAULT_URLS, add_connection_arguments, connect, make_inputs
+from clients.common import DEFAULT_URLS, Tls, add_connection_arguments, connect, make_inputs, tls_from_args
 
 PLAIN, STREAM = "stable_diffusion", "stable_diffusion_stream"
 OUTPUT = "generated_image"
@@ -74,10 +76,15 @@ def sse_picture(values: list, count: int, height: np.ndarray | None, width: np.n
 
 
 class StableDiffusionClient:
-    def __init__(self, url: str | None = None, protocol: str = "http"):
+    def __init__(self, url: str | None = None, protocol: str = "http", tls: Tls | None = None):
         self.protocol = protocol
         self.url = url or DEFAULT_URLS[protocol]
-        self.module, self.client = connect(self.url, protocol)
+        self.tls = tls
+        self.module, self.client = connect(self.url, protocol, tls=tls)
+        # cancel() may come from another thread while generate_stream waits
+        self._cancelled = threading.Event()
+        self._stream_lock = threading.Lock()
+        self._http_response = None
 
     def generate(self, prompts: Sequence[str], **settings) -> np.ndarray:
         """uint8 [N, H, W, 3] from `stable_diffusion`; Ctrl-C cancels a gRPC call on the server."""
@@ -103,12 +110,18 @@ class StableDiffusionClient:
         if self.protocol == "http":
             return self._generate_stream_http(tensors, on_step)
         answers: queue.Queue = queue.Queue()
-        self.client.start_stream(callback=lambda result, error: answers.put((result, error)))
-        try:
+        with self._stream_lock:  # a cancel() from now on finds the request sent
+            if self._cancelled.is_set():
+                self._cancelled.clear()
+                return None
+            self.client.start_stream(callback=lambda result, error: answers.put((result, error)))
             self.client.async_stream_infer(STREAM, make_inputs(self.module, tensors), enable_empty_final_response=True)
+        try:
             while True:
                 result, error = answers.get()
                 if error is not None:
+                    if self._cancelled.is_set():  # the stream's cancellation, asked for by cancel()
+                        return None
                     raise error
                 response = result.get_response()
                 names = {output.name for output in response.outputs}
@@ -119,10 +132,26 @@ class StableDiffusionClient:
                 if response.parameters["triton_final_response"].bool_param:
                     return None
         except KeyboardInterrupt:
-            self.client.stop_stream(cancel_requests=True)
+            self.cancel()
             raise
         finally:
-            self.client.stop_stream()
+            with self._stream_lock:
+                self.client.stop_stream()
+                self._cancelled.clear()
+
+    def cancel(self) -> None:
+        """Stop the `generate_stream` running on another thread, or the next
+        one: over gRPC the stream's requests are cancelled (the server stops
+        the steps), over HTTP the connection is closed; that `generate_stream`
+        returns None."""
+        self._cancelled.set()
+        if self.protocol == "http":
+            response = self._http_response
+            if response is not None:
+                response.close()
+            return
+        with self._stream_lock:
+            self.client.stop_stream(cancel_requests=True)
 
     def _generate_stream_http(self, tensors: dict[str, np.ndarray], on_step: StepCallback | None) -> np.ndarray | None:
         """POST /v2/models/stable_diffusion_stream/generate_stream: one
@@ -130,23 +159,42 @@ class StableDiffusionClient:
         import requests
 
         body = {name: [v.decode("utf-8") if isinstance(v, bytes) else v.item() for v in array.reshape(-1)] for name, array in tensors.items()}
-        url = f"http://{self.url}/v2/models/{STREAM}/generate_stream"
+        url = f"{'https' if self.tls else 'http'}://{self.url}/v2/models/{STREAM}/generate_stream"
+        tls = {}
+        if self.tls:  # a TLS-terminating proxy in front of Triton, as for the other HTTP clients
+            tls["verify"] = self.tls.root_certificates or True
+            if self.tls.certificate_chain:
+                tls["cert"] = (self.tls.certificate_chain, self.tls.private_key)
         count, height, width = len(tensors["prompt"]), tensors.get("height"), tensors.get("width")
-        with requests.post(url, json=body, stream=True, timeout=3600) as response:
+        if self._cancelled.is_set():
+            self._cancelled.clear()
+            return None
+        with requests.post(url, json=body, stream=True, timeout=3600, **tls) as response:
+            self._http_response = response
             if response.status_code != 200:
                 raise RuntimeError(f"{url}: HTTP {response.status_code}: {response.text}")
-            for line in response.iter_lines():
-                if not line.startswith(b"data: "):
-                    continue
-                event = json.loads(line[len(b"data: ") :])
-                if "error" in event:
-                    raise RuntimeError(event["error"])
-                if "step" in event and on_step is not None:
-                    step = event["step"][0] if isinstance(event["step"], list) else event["step"]
-                    preview = sse_picture(event["preview"], count, height, width) if "preview" in event else None
-                    on_step(int(step), preview)
-                if OUTPUT in event:
-                    return sse_picture(event[OUTPUT], count, height, width)
+            try:
+                for line in response.iter_lines():
+                    if self._cancelled.is_set():  # asked for before the response was there to close
+                        return None
+                    if not line.startswith(b"data: "):
+                        continue
+                    event = json.loads(line[len(b"data: ") :])
+                    if "error" in event:
+                        raise RuntimeError(event["error"])
+                    if "step" in event and on_step is not None:
+                        step = event["step"][0] if isinstance(event["step"], list) else event["step"]
+                        preview = sse_picture(event["preview"], count, height, width) if "preview" in event else None
+                        on_step(int(step), preview)
+                    if OUTPUT in event:
+                        return sse_picture(event[OUTPUT], count, height, width)
+            except (requests.RequestException, AttributeError, ValueError):
+                if self._cancelled.is_set():  # cancel() closed the connection under iter_lines
+                    return None
+                raise
+            finally:
+                self._http_response = None
+                self._cancelled.clear()
         return None
 
     def close(self) -> None:
@@ -196,7 +244,7 @@ def main(argv=None) -> int:
     parser.add_argument("--preview-every", type=int, default=5, help="with --previews: a preview every K steps (default 5)")
     args = parser.parse_args(argv)
 
-    client = StableDiffusionClient(args.url, args.protocol)
+    client = StableDiffusionClient(args.url, args.protocol, tls=tls_from_args(args))
     settings = dict(
         negative_prompts=args.negative_prompt, steps=args.steps, guidance_scale=args.guidance_scale, seed=args.seed, height=args.height, width=args.width
     )
