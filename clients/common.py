@@ -5,6 +5,7 @@ tensors for either protocol."""
 from __future__ import annotations
 
 import argparse
+import json
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -26,6 +27,37 @@ WIRE_TYPES = {
 }
 
 DEFAULT_URLS = {"http": "localhost:8000", "grpc": "localhost:8001"}
+GRPC_SERVICE = "inference.GRPCInferenceService"
+RETRIED_METHODS = ("ModelInfer", "ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata")
+"""The open calls: a call that ends UNAVAILABLE (a replica gone mid-request, a
+draining server's "server is stopping") is tried again, behind a balancer on
+another replica. The locked admin and statistics calls are not in the list:
+Triton refuses one without its key as UNAVAILABLE too, and a retry would only
+be refused again (docs/operations.md)."""
+GRPC_RETRY_CHANNEL_ARGS = [
+    ("grpc.enable_retries", 1),
+    (
+        "grpc.service_config",
+        json.dumps(
+            {
+                "methodConfig": [
+                    {
+                        "name": [{"service": GRPC_SERVICE, "method": method} for method in RETRIED_METHODS],
+                        "retryPolicy": {
+                            "maxAttempts": 3,
+                            "initialBackoff": "0.1s",
+                            "maxBackoff": "1s",
+                            "backoffMultiplier": 2,
+                            "retryableStatusCodes": ["UNAVAILABLE"],
+                        },
+                    }
+                ]
+            }
+        ),
+    ),
+]
+"""tritonclient.grpc.InferenceServerClient(url, channel_args=GRPC_RETRY_CHANNEL_ARGS):
+up to 3 attempts of an open call that ends UNAVAILABLE; `connect` uses it."""
 PICTURE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
@@ -71,9 +103,14 @@ def connect(url: str | None = None, protocol: str = "http", concurrency: int = 1
         return module, module.InferenceServerClient(url, concurrency=concurrency, network_timeout=600, **options)
     if tls:
         return module, module.InferenceServerClient(
-            url, ssl=True, root_certificates=tls.root_certificates, private_key=tls.private_key, certificate_chain=tls.certificate_chain
+            url,
+            ssl=True,
+            root_certificates=tls.root_certificates,
+            private_key=tls.private_key,
+            certificate_chain=tls.certificate_chain,
+            channel_args=GRPC_RETRY_CHANNEL_ARGS,
         )
-    return module, module.InferenceServerClient(url)
+    return module, module.InferenceServerClient(url, channel_args=GRPC_RETRY_CHANNEL_ARGS)
 
 
 def tls_from_args(args) -> Tls | None:

@@ -1,5 +1,7 @@
 """Locate the Triton 2.51 binaries that the nvidia-pytriton wheel ships and
-assemble the directories the server and perf_analyzer need on a CPU machine."""
+assemble the directories the server and perf_analyzer need on a CPU machine;
+or, in the official container (docker/Dockerfile), the server installed there
+(/opt/tritonserver, or $TRITON_SERVER_ROOT), with its own native backends."""
 
 from __future__ import annotations
 
@@ -14,10 +16,21 @@ from pathlib import Path
 from runtime.paths import BACKENDS_DIR, BUILD_DIR
 
 
+SYSTEM_ROOT_ENV = "TRITON_SERVER_ROOT"
+SYSTEM_ROOT = Path("/opt/tritonserver")
+
+
 @dataclass(frozen=True)
 class TritonDistribution:
-    root: Path  # .../site-packages/pytriton/tritonserver
-    libs: Path  # .../site-packages/nvidia_pytriton.libs
+    root: Path  # .../site-packages/pytriton/tritonserver, or /opt/tritonserver
+    libs: Path | None  # .../site-packages/nvidia_pytriton.libs; None for an installed server
+    system: bool = False
+    """An installed server (the official container): its own backends
+    directory and libraries, nothing assembled."""
+
+    @property
+    def backends_dir(self) -> Path:
+        return self.root / "backends"
 
     @property
     def server_binary(self) -> Path:
@@ -32,13 +45,25 @@ class TritonDistribution:
 
 
 def find_distribution() -> TritonDistribution:
+    """$TRITON_SERVER_ROOT if set, else the nvidia-pytriton wheel, else /opt/tritonserver."""
+    if os.environ.get(SYSTEM_ROOT_ENV):
+        return _system_distribution(Path(os.environ[SYSTEM_ROOT_ENV]))
     spec = importlib.util.find_spec("pytriton")
     if spec is None or not spec.submodule_search_locations:
+        if (SYSTEM_ROOT / "bin" / "tritonserver").exists():
+            return _system_distribution(SYSTEM_ROOT)
         raise RuntimeError("nvidia-pytriton is not installed in this environment; run `make setup`")
     package_dir = Path(next(iter(spec.submodule_search_locations)))
     dist = TritonDistribution(root=package_dir / "tritonserver", libs=package_dir.parent / "nvidia_pytriton.libs")
     if not dist.server_binary.exists():
         raise RuntimeError(f"tritonserver binary missing at {dist.server_binary}")
+    return dist
+
+
+def _system_distribution(root: Path) -> TritonDistribution:
+    dist = TritonDistribution(root=root, libs=None, system=True)
+    if not dist.server_binary.exists():
+        raise RuntimeError(f"tritonserver binary missing at {dist.server_binary} (${SYSTEM_ROOT_ENV})")
     return dist
 
 
@@ -90,6 +115,9 @@ def server_environment(dist: TritonDistribution | None = None, base: dict | None
     models run in the project's virtual environment."""
     dist = dist or find_distribution()
     env = dict(os.environ if base is None else base)
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    if dist.system:  # the container's server: its libraries and python3 are where they belong
+        return env
     lib_paths = [str(dist.libs), str(BUILD_DIR / "lib")]
     # The stub links libpython3.X.so.1.0 and would take the system's copy; the
     # interpreter's own must win, or its stdlib extension modules can need
@@ -103,7 +131,6 @@ def server_environment(dist: TritonDistribution | None = None, base: dict | None
     env["LD_LIBRARY_PATH"] = os.pathsep.join(lib_paths)
     venv_bin = str(Path(sys.executable).parent)
     env["PATH"] = os.pathsep.join([venv_bin, env.get("PATH", "")])
-    env.setdefault("HF_HUB_OFFLINE", "1")
     return env
 
 

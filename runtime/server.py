@@ -1,12 +1,19 @@
 """Start a real tritonserver on the model repository, wait for it, stop it.
 
-Used by `make serve` (foreground, `python -m runtime.server`) and by
-the test suite (one server per test session)."""
+`python -m runtime.server` is the launcher every shipped deployment runs
+(`make serve`, docker/Dockerfile, deploy/kubernetes/base and kserve): the
+admin APIs behind a key and statistics behind another, every model loaded at
+start in explicit mode, a repository poller, a watchdog that brings back a
+model whose stub died or hung, and a drain on SIGTERM that lets every request
+in flight finish (docs/operations.md, docs/reliability.md). TritonServer
+alone is what the test suite and the benchmarks start (one server per test
+session)."""
 
 from __future__ import annotations
 
 import argparse
 import ctypes
+import ctypes.util
 import json
 import os
 import secrets
@@ -22,17 +29,26 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from pipelines.serving.progress import PROGRESS_DIR_ENV
 from runtime.remote_repository import StorageError, check_access, is_remote
 from runtime.paths import BUILD_DIR, MODEL_REPOSITORY
 from runtime.distribution import assemble_backend_dir, assemble_lib_dir, find_distribution, server_environment
-from runtime.watchdog import StubWatchdog, stubs_started_by
+from runtime.supervisor import Supervisor
+from runtime.triton_api import ADMIN_HEADER, GRPC_ADMIN_HEADER, GRPC_STATS_HEADER, STATS_HEADER
+from runtime.watchdog import server_stubs
 
-# The admin APIs `make serve` puts behind the admin-key header; inference,
-# health, metadata and statistics stay open.
+# The admin APIs the launcher puts behind the admin-key header, and the
+# statistics API (it names every model) behind its own stats-key header, so a
+# dashboard can read request counts and times without the admin key.
+# Inference, health and metadata stay open (docs/operations.md).
 RESTRICTED_APIS = ("model-repository", "model-config", "shared-memory", "trace", "logging")
-ADMIN_HEADER = "admin-key"
-GRPC_ADMIN_HEADER = "triton-grpc-protocol-admin-key"  # Triton prefixes the gRPC metadata key
+STATISTICS_API = "statistics"
 ADMIN_KEY_FILE = BUILD_DIR / "admin-key"
+STATS_KEY_FILE = BUILD_DIR / "stats-key"
+MIN_KEY_LENGTH = 16
+PLACEHOLDER_KEYS = ("replace-me", "change-me", "changeme", "admin", "secret", "password")
+EXIT_TIMEOUT_S = 10
+DEFAULT_DRAIN_GRACE_S = 120.0
 PR_SET_PDEATHSIG = 1
 # loaded here, not in the forked child, where dlopen could meet a lock another thread held
 _LIBC = ctypes.CDLL(None, use_errno=True)
@@ -120,10 +136,14 @@ class TritonServer:
         explicit_model_control: bool = False,
         exit_on_error: bool = True,
         preload: str | None = None,
+        stats_key: str | None = None,
+        metrics_address: str | None = None,
     ):
         """poll_secs: model control mode poll (the server loads what changed in
         the repository, local or remote); it excludes explicit_model_control.
-        admin_key: restrict RESTRICTED_APIS to requests with that header.
+        admin_key: restrict RESTRICTED_APIS to requests with that header (and
+        statistics too, unless stats_key puts it behind a key of its own).
+        metrics_address: where the metrics port listens (Triton's default: all).
         explicit_model_control: every model loaded at start, then loaded and
         unloaded only through the model-control API (what the watchdog uses).
         exit_on_error=False: a model that fails to load is reported and the
@@ -146,6 +166,8 @@ class TritonServer:
         self.extra_args = extra_args or []
         self.log_verbose = log_verbose
         self.admin_key = admin_key
+        self.stats_key = stats_key
+        self.metrics_address = metrics_address
         self.explicit_model_control = explicit_model_control
         self.exit_on_error = exit_on_error
         self.preload = preload
@@ -155,6 +177,12 @@ class TritonServer:
         self.removed_shm: list[str] = []
         self.killed_stubs: list[int] = []
         self.process: subprocess.Popen | None = None
+        # each stub's progress file (pipelines/serving/progress.py), read by the watchdog and the drain
+        self.progress_dir: Path | None = None
+
+    @property
+    def metrics_url(self) -> str:
+        return f"localhost:{self.metrics_port}"
 
     @property
     def http_url(self) -> str:
@@ -177,8 +205,10 @@ class TritonServer:
             f"--log-verbose={self.log_verbose}",
             f"--exit-on-error={str(self.exit_on_error).lower()}",
             "--strict-readiness=true",
-            "--exit-timeout-secs=10",
+            f"--exit-timeout-secs={EXIT_TIMEOUT_S}",
         ]
+        if self.metrics_address:
+            cmd.append(f"--metrics-address={self.metrics_address}")
         if self.poll_secs:
             # the server re-reads the repository (local or remote) and loads
             # what changed; a new version is loaded before the old is unloaded
@@ -188,13 +218,7 @@ class TritonServer:
             cmd.append(f"--backend-config={backend},shm-region-prefix-name={self.shm_prefix}{backend}_")
         if self.explicit_model_control:
             cmd += ["--model-control-mode=explicit", "--load-model=*"]
-        if self.admin_key:
-            apis = ",".join(RESTRICTED_APIS)
-            cmd += [
-                f"--http-restricted-api={apis}:{ADMIN_HEADER}={self.admin_key}",
-                f"--grpc-restricted-protocol={apis}:{ADMIN_HEADER}={self.admin_key}",
-            ]
-        return cmd + self.extra_args
+        return cmd + restricted_api_flags(self.admin_key, self.stats_key) + self.extra_args
 
     @property
     def admin_headers(self) -> dict[str, str]:
@@ -206,9 +230,14 @@ class TritonServer:
 
     def start(self, timeout: float = 180.0, stream_log: bool = False, abort: threading.Event | None = None) -> "TritonServer":
         dist = find_distribution()
-        backend_dir = assemble_backend_dir(dist=dist)
-        assemble_lib_dir(dist=dist)
+        if dist.system:  # the official container: its native backends serve the network configs
+            backend_dir = dist.backends_dir
+        else:
+            backend_dir = assemble_backend_dir(dist=dist)
+            assemble_lib_dir(dist=dist)
         env = server_environment(dist)
+        self.progress_dir = Path(tempfile.mkdtemp(prefix="triton-progress-", dir="/dev/shm" if os.access("/dev/shm", os.W_OK) else None))
+        env[PROGRESS_DIR_ENV] = str(self.progress_dir)
         if self.preload:
             env["LD_PRELOAD"] = self.preload  # tritonserver passes its environment on to the stubs
         for repository in self.repositories:
@@ -295,6 +324,8 @@ class TritonServer:
                 self.process.wait()
         self.killed_stubs += self.kill_leftover_stubs()
         self.removed_shm += self.remove_leftover_shm()
+        if self.progress_dir is not None:
+            shutil.rmtree(self.progress_dir, ignore_errors=True)
 
     def kill_leftover_stubs(self) -> list[int]:
         """Once tritonserver has exited: SIGKILL the stubs it started that still
@@ -302,10 +333,10 @@ class TritonServer:
         (Triton 24.10): the server exits on its exit timeout and that version's
         other instances would stay behind, reparented."""
         killed = []
-        for pid in stubs_started_by(self.process.pid):
+        for stub in server_stubs(self.process.pid):
             try:
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
+                os.kill(stub.pid, signal.SIGKILL)
+                killed.append(stub.pid)
             except ProcessLookupError:
                 pass
         return killed
@@ -339,14 +370,38 @@ def _die_with_parent() -> None:
     _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
-def admin_key_from_environment() -> tuple[str, Path | None]:
-    """$ADMIN_KEY, else a new random key written to $ADMIN_KEY_FILE (default
-    build/admin-key, mode 0600); returns (key, file it was written to or None)."""
-    key = os.environ.get("ADMIN_KEY", "").strip()
+def restricted_api_flags(admin_key: str | None, stats_key: str | None) -> list[str]:
+    """Triton's flags locking RESTRICTED_APIS behind the admin key and the
+    statistics API behind the stats key (behind the admin key without one);
+    the same over HTTP and gRPC (where the flag says "protocol")."""
+    groups = []
+    if admin_key:
+        apis = RESTRICTED_APIS + (() if stats_key else (STATISTICS_API,))
+        groups.append(f"{','.join(apis)}:{ADMIN_HEADER}={admin_key}")
+    if stats_key:
+        groups.append(f"{STATISTICS_API}:{STATS_HEADER}={stats_key}")
+    return [f"--{flag}={group}" for group in groups for flag in ("http-restricted-api", "grpc-restricted-protocol")]
+
+
+def check_key(variable: str, key: str) -> None:
+    """A key from the environment must not be a placeholder or guessable."""
+    if key.lower() in PLACEHOLDER_KEYS or len(key) < MIN_KEY_LENGTH:
+        raise ValueError(
+            f"${variable} is a placeholder or shorter than {MIN_KEY_LENGTH} characters: set a random one "
+            f"(python3 -c 'import secrets; print(secrets.token_urlsafe(32))'), or leave it unset for a random key in a file"
+        )
+
+
+def key_from_environment(variable: str, default_file: Path) -> tuple[str, Path | None]:
+    """$<variable>, else a new random key written to $<variable>_FILE (default
+    `default_file`, mode 0600); returns (key, file it was written to or None).
+    ValueError for a placeholder or short key."""
+    key = os.environ.get(variable, "").strip()
     if key:
+        check_key(variable, key)
         return key, None
     key = secrets.token_urlsafe(32)
-    path = Path(os.environ.get("ADMIN_KEY_FILE") or ADMIN_KEY_FILE)
+    path = Path(os.environ.get(f"{variable}_FILE") or default_file)
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.fchmod(descriptor, 0o600)  # an older file keeps its mode through O_CREAT
@@ -381,8 +436,6 @@ def resolve_preload(preload: str | None) -> str | None:
         return None
     if "/" in preload or preload.endswith(".so") or ".so." in preload:
         return preload
-    import ctypes.util
-
     found = ctypes.util.find_library(preload)
     if not found:
         raise SystemExit(f"--preload {preload}: lib{preload} not found (make jemalloc installs Debian's libjemalloc2)")
@@ -412,7 +465,7 @@ def tls_arguments(cert: str | None, key: str | None, client_ca: str | None) -> l
     return flags
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Run tritonserver on the model repository in the foreground")
     parser.add_argument(
         "--model-repository",
@@ -422,68 +475,111 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--repository-poll-secs",
         type=int,
-        help="poll the repository every N seconds and load what changed (model control mode poll); default $REPOSITORY_POLL_SECS",
+        help="every N seconds, load what changed in the repository (runtime/poller.py); default $REPOSITORY_POLL_SECS",
     )
     parser.add_argument("--http-port", help="default $HTTP_PORT or 8000")
     parser.add_argument("--grpc-port", help="default $GRPC_PORT or 8001")
     parser.add_argument("--metrics-port", help="default $METRICS_PORT or 8002")
+    parser.add_argument(
+        "--metrics-address",
+        default=os.environ.get("METRICS_ADDRESS") or "127.0.0.1",
+        help="where the (unauthenticated) metrics port listens; default $METRICS_ADDRESS or 127.0.0.1 (0.0.0.0 for a scraper elsewhere)",
+    )
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for readiness")
     parser.add_argument("--log-verbose", type=int, default=0)
     parser.add_argument(
         "--model-config-name",
         help="serve <model>/configs/NAME.pbtxt where a model has one (e.g. tensorrt); default $MODEL_CONFIG_NAME",
     )
-    parser.add_argument("--no-watchdog", action="store_true", help="do not reload models whose stub died")
+    parser.add_argument("--no-watchdog", action="store_true", help="do not reload models whose stub died or hung")
+    parser.add_argument(
+        "--drain-grace-secs",
+        type=float,
+        default=float(os.environ.get("DRAIN_GRACE_SECS") or DEFAULT_DRAIN_GRACE_S),
+        help="on SIGTERM or Ctrl-C, how long requests in flight may take to finish; default $DRAIN_GRACE_SECS or 120",
+    )
     parser.add_argument(
         "--allocator",
         default=os.environ.get("ALLOCATOR") or "glibc",
         help="malloc of the server and its stubs: glibc, jemalloc (steadier RSS in the soak, perf/results/soak*.md; "
         "make serve's default), or a library path; default $ALLOCATOR, else glibc",
     )
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def build_server(args: argparse.Namespace) -> tuple[TritonServer, dict[str, Path | None]]:
+    """The server `args` and the environment ask for, and where its keys are
+    (variable -> file, None: from the environment). ValueError: a bad setting."""
+    extra = tls_arguments(os.environ.get("GRPC_TLS_CERT"), os.environ.get("GRPC_TLS_KEY"), os.environ.get("GRPC_TLS_CLIENT_CA"))
     config_name = args.model_config_name or os.environ.get("MODEL_CONFIG_NAME")
-    try:
-        extra = tls_arguments(os.environ.get("GRPC_TLS_CERT"), os.environ.get("GRPC_TLS_KEY"), os.environ.get("GRPC_TLS_CLIENT_CA"))
-    except ValueError as error:
-        print(f"TLS: {error}", file=sys.stderr)
-        return 2
     if config_name:
         extra.append(f"--model-config-name={config_name}")
-    admin_key, key_file = admin_key_from_environment()
+    admin_key, admin_file = key_from_environment("ADMIN_KEY", ADMIN_KEY_FILE)
+    stats_key, stats_file = key_from_environment("STATS_KEY", STATS_KEY_FILE)
     try:
         preload = resolve_preload(args.allocator)
     except SystemExit as missing:
         print(f"{missing}; serving with glibc malloc", file=sys.stderr)
         preload = None
-    if preload:
-        print(f"allocator: {preload}", flush=True)
-
     repositories = args.model_repository or [r for r in os.environ.get("MODEL_REPOSITORY", "").split(",") if r] or None
-    poll_secs = args.repository_poll_secs or int(os.environ.get("REPOSITORY_POLL_SECS") or 0) or None
     server = TritonServer(
         repositories=repositories,
-        poll_secs=poll_secs,
         http_port=_port_arg(args.http_port, "HTTP_PORT", 8000),
         grpc_port=_port_arg(args.grpc_port, "GRPC_PORT", 8001),
         metrics_port=_port_arg(args.metrics_port, "METRICS_PORT", 8002),
+        metrics_address=args.metrics_address,
         log_verbose=args.log_verbose,
         extra_args=extra,
         admin_key=admin_key,
-        # poll mode (a published repository) or explicit: every model loaded at
-        # start, reloaded by the watchdog when its stub dies
-        explicit_model_control=not poll_secs,
-        # a model that fails to load is reported below and the rest serves
+        stats_key=stats_key,
+        # every model loaded at start, then loaded through the model-control API: by
+        # the repository poller (runtime/poller.py) and the watchdog
+        explicit_model_control=True,
+        # a model that fails to load is reported and the rest serves
         exit_on_error=False,
         preload=preload,
     )
-    # SIGTERM (docker stop, kill) is handled like Ctrl-C: stop the server cleanly. The
-    # handlers only set a flag: an exception raised from a handler inside
-    # Popen.poll() would leave its lock held and hang the final wait.
+    return server, {"ADMIN_KEY": admin_file, "STATS_KEY": stats_file}
+
+
+def announce(server: TritonServer, key_files: dict[str, Path | None], poll_secs: int | None) -> None:
+    def say(line: str, error: bool = False) -> None:
+        print(line, file=sys.stderr if error else sys.stdout, flush=True)
+
+    tls = " (TLS)" if any("ssl" in flag for flag in server.extra_args) else ""
+    say(f"HTTP    http://localhost:{server.http_port}")
+    say(f"gRPC    localhost:{server.grpc_port}{tls}")
+    say(f"metrics http://{server.metrics_address}:{server.metrics_port}/metrics (no key: keep it private, docs/operations.md)")
+    where = {name: f"in {path} (mode 0600)" if path else f"from ${name}" for name, path in key_files.items()}
+    say(f"admin APIs ({', '.join(RESTRICTED_APIS)}) need the header '{ADMIN_HEADER}' (gRPC: '{GRPC_ADMIN_HEADER}'): key {where['ADMIN_KEY']}")
+    say(f"statistics API needs the header '{STATS_HEADER}' (gRPC: '{GRPC_STATS_HEADER}'): key {where['STATS_KEY']}")
+    for model in sorted(server.model_states(), key=lambda m: m.get("name", "")):
+        say(f"  {model.get('name'):32s} v{model.get('version', '-'):3s} {model.get('state', '?')}")
+    failed = server.failed_models()
+    for name, reason in sorted(failed.items()):
+        say(f"FAILED to load '{name}': {reason}", error=True)
+    if failed:
+        say(f"{len(failed)} model(s) failed to load (tracebacks in {server.log_path}); serving the others", error=True)
+    if poll_secs:
+        say(f"polling the repository every {poll_secs} s: what changes there is loaded")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        server, key_files = build_server(args)
+    except ValueError as error:
+        print(error, file=sys.stderr)
+        return 2
+    if server.preload:
+        print(f"allocator: {server.preload}", flush=True)
+    poll_secs = args.repository_poll_secs or int(os.environ.get("REPOSITORY_POLL_SECS") or 0) or None
+    # SIGTERM (docker stop, Kubernetes, kill) and Ctrl-C only set a flag: an exception
+    # raised from a handler inside Popen.poll() would leave its lock held.
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    where = ", ".join(str(r) for r in server.repositories) + (f", polled every {poll_secs} s" if poll_secs else "")
-    print(f"starting tritonserver on {where} (log: {server.log_path})", flush=True)
+    print(f"starting tritonserver on {', '.join(str(r) for r in server.repositories)} (log: {server.log_path})", flush=True)
     try:
         server.start(timeout=args.timeout, abort=stop)
     except ServerStartError as error:
@@ -493,50 +589,39 @@ def main(argv: list[str] | None = None) -> int:
         print("stopping tritonserver ...", flush=True)
         server.stop()
         return _finish(server, None)
-    print(f"HTTP    http://localhost:{server.http_port}", flush=True)
-    print(f"gRPC    localhost:{server.grpc_port}" + (" (TLS)" if any("ssl" in flag for flag in extra) else ""), flush=True)
-    print(f"metrics http://localhost:{server.metrics_port}/metrics", flush=True)
-    where = f"in {key_file} (mode 0600)" if key_file else "from $ADMIN_KEY"
-    print(f"admin APIs ({', '.join(RESTRICTED_APIS)}) need the header '{ADMIN_HEADER}' (gRPC: '{GRPC_ADMIN_HEADER}'): key {where}", flush=True)
-    for model in sorted(server.model_states(), key=lambda m: m.get("name", "")):
-        print(f"  {model.get('name'):32s} v{model.get('version', '-'):3s} {model.get('state', '?')}", flush=True)
-    failed = server.failed_models()
-    for name, reason in sorted(failed.items()):
-        print(f"FAILED to load '{name}': {reason}", file=sys.stderr, flush=True)
-    if failed:
-        print(f"{len(failed)} model(s) failed to load (tracebacks in {server.log_path}); serving the others", file=sys.stderr, flush=True)
-    watchdog = None
-    if poll_secs and not args.no_watchdog:
-        # Triton's load/unload API exists in explicit mode only
-        print("watchdog off: in poll mode a model whose stub died comes back when its files change", flush=True)
-    elif not args.no_watchdog:
-        watchdog = StubWatchdog(server.process.pid, server.http_url, admin_key, log=lambda line: print(line, flush=True)).start()
+    announce(server, key_files, poll_secs)
+    supervisor = Supervisor(
+        server.process.pid, server.http_url, server.metrics_url, server.admin_key, server.progress_dir,
+        poll_secs=poll_secs, watchdog=not args.no_watchdog, log=lambda line: print(line, flush=True),
+    ).start()
     print("ready; Ctrl-C stops the server", flush=True)
     _follow_log(server, stop)
-    if watchdog is not None:
-        watchdog.stop()  # stubs exiting on shutdown are not deaths to recover from
-    if stop.is_set():
+    if stop.is_set() and server.process.poll() is None:
+        supervisor.drain(args.drain_grace_secs)
         print("stopping tritonserver ...", flush=True)
+    supervisor.stop()
     server.stop()  # also when it ended by itself: removes what it left in /dev/shm
-    return _finish(server, watchdog)
+    return _finish(server, supervisor)
 
 
-def _finish(server: TritonServer, watchdog: StubWatchdog | None) -> int:
+def _finish(server: TritonServer, supervisor: Supervisor | None) -> int:
     code = server.process.returncode
     print(f"tritonserver stopped (exit code {code})", flush=True)
     if server.killed_stubs:
         print(f"killed {len(server.killed_stubs)} Python stub(s) that outlived tritonserver", flush=True)
     if server.removed_shm:
         print(f"removed {len(server.removed_shm)} shared-memory region(s) tritonserver left in /dev/shm", flush=True)
-    if code == 1 and watchdog is not None and watchdog.recoveries and "Exit timeout expired" in _log_tail(server):
-        # Known Triton 24.10 limit, not a failed shutdown: the in-flight requests were
-        # answered, but a version whose stub died under traffic never finishes unloading.
-        print(
-            "the exit timeout expired on model versions whose stub had died (Triton 24.10 never finishes unloading them); "
-            "every other model stopped cleanly",
-            flush=True,
-        )
-        return 0
+    if code == 1 and supervisor is not None and "Exit timeout expired" in _log_tail(server):
+        # Not a failed shutdown: nothing was in flight any more, or only on versions
+        # Triton 24.10 never finishes unloading (their stub had died).
+        if supervisor.recoveries:
+            print("the exit timeout expired on model versions whose stub had died (Triton 24.10 never finishes unloading them); "
+                  "every other model stopped cleanly", flush=True)
+            return 0
+        if supervisor.drained:
+            print("every request in flight had finished; tritonserver's exit timeout ran out waiting for idle "
+                  "client connections to close", flush=True)
+            return 0
     return 0 if code in (0, -signal.SIGINT) else code
 
 

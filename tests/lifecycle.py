@@ -20,7 +20,8 @@ from clients.common import make_inputs, picture_request
 from runtime.paths import MODEL_REPOSITORY, TEST_REPOSITORY
 from runtime import procfs
 from runtime.server import free_port
-from runtime.watchdog import admin_request, server_stubs
+from runtime.triton_api import admin_request
+from runtime.watchdog import server_stubs
 from testsets.images import document_samples
 
 ORIENTATION = ["orientation", "image_decode", "orientation_preprocess", "orientation_classifier"]
@@ -57,12 +58,15 @@ class Launcher:
     """`python -m runtime.server` (what `make serve` runs) on free
     ports; its output lines are collected as they come."""
 
-    def __init__(self, repo: Path, env: dict | None = None, args: list[str] = ()):
-        self.http_port, self.grpc_port, self.metrics_port = free_port(), free_port(), free_port()
+    def __init__(self, repo: Path | None, env: dict | None = None, args: list[str] = (), ports: tuple[int, int, int] | None = None):
+        """repo None: the repository is among `args`; ports: (HTTP, gRPC,
+        metrics) that `args` name (else free ports given through the environment)."""
+        self.http_port, self.grpc_port, self.metrics_port = ports or (free_port(), free_port(), free_port())
         environment = dict(os.environ, HTTP_PORT=str(self.http_port), GRPC_PORT=str(self.grpc_port), METRICS_PORT=str(self.metrics_port))
         environment.update(env or {})
+        repository = ["--model-repository", str(repo)] if repo is not None else []
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "runtime.server", "--model-repository", str(repo), *args],
+            [sys.executable, "-m", "runtime.server", *repository, *args],
             env=environment,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

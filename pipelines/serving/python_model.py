@@ -8,7 +8,8 @@ runs once per instance and returns `process(requests)`, a function from the
 valid requests of an execute (dicts of input arrays) to one answer per
 request (a dict of output arrays, or an exception that fails that request
 alone). A coroutine function `process` makes the model's execute a coroutine,
-so its BLS calls can be in flight together."""
+so its BLS calls can be in flight together. The whole path of a request:
+pipelines/serving/__init__.py."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ import numpy as np
 
 from pipelines.serving.bls import DEFAULT_TIMEOUT_MICROSECONDS, Bls
 from pipelines.serving.partition import Partition, as_request_error
+from pipelines.serving.progress import stub_progress
 from pipelines.serving.tensors import TensorSpec, specs_from_config, validate_request
 
 
@@ -150,7 +152,8 @@ def widen_bls_executor(loop: asyncio.AbstractEventLoop, workers: int) -> None:
 class BatchModel:
     """Every request of an execute validated against the config (a wrong
     one is answered with its own error), the valid ones handed to `process`
-    together, the answers sent back in request order."""
+    together, the answers sent back in request order; an exception that is
+    not a RequestError is reported with the model's name and its type."""
 
     def __init__(self, context: ModelContext, process: Process):
         self.context = context
@@ -172,13 +175,18 @@ class BatchModel:
         batch = self.partition(pb_utils, requests)
         if self.is_async:
             return self._execute_async(pb_utils, batch)
-        answers = batch.run(self.process, context=f"model '{self.context.name}'")
+        with stub_progress().running():  # what the launcher's watchdog times (pipelines/serving/progress.py)
+            answers = batch.run(self.process, context=f"model '{self.context.name}'")
         return [to_response(pb_utils, answer) for answer in answers]
 
     async def _execute_async(self, pb_utils, batch: Partition) -> list:
         widen_bls_executor(asyncio.get_running_loop(), self.bls_workers)
-        answers = await batch.run_async(self.process, context=f"model '{self.context.name}'")
+        with stub_progress().running():
+            answers = await batch.run_async(self.process, context=f"model '{self.context.name}'")
         return [to_response(pb_utils, answer) for answer in answers]
+
+    def finalize(self) -> None:
+        """Nothing to stop: a batch model's work ends with its execute."""
 
 
 def is_decoupled(config: dict) -> bool:
@@ -236,7 +244,8 @@ class StreamingModel:
         sender = request.get_response_sender()
         try:
             validate_request(tensors, self.inputs, self.context.max_batch_size)
-            answer = self.process(tensors, Stream(pb_utils, request, self.stopping))
+            with stub_progress().running():
+                answer = self.process(tensors, Stream(pb_utils, request, self.stopping))
         except Exception as error:  # noqa: BLE001 - this request's error
             answer = as_request_error(error, f"model '{self.context.name}'")
         try:
@@ -272,7 +281,7 @@ def python_model_class(pb_utils, make_process: Callable[[ModelContext], Process]
             return self.batch_model.execute(pb_utils, requests)
 
         def finalize(self):
-            getattr(self.batch_model, "finalize", lambda: None)()
+            self.batch_model.finalize()
 
     TritonPythonModel.__qualname__ = f"TritonPythonModel[{getattr(make_process, '__name__', 'process')}]"
     return TritonPythonModel
