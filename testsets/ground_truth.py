@@ -8,8 +8,9 @@ picture's top-left; after a turn the corners turn with the text (the first
 corner of a line drawn upside down is at the picture's bottom right), so
 box[1] - box[0] always points along the reading direction.
 
-The box is the ink extent Pillow reports for the drawn string
-(`ImageDraw.textbbox`): tight around the glyphs, not around the line height."""
+The box is the extent of the ink Pillow draws for the string (every pixel
+its glyph mask touches): tight around the glyphs on all four sides, not
+around the line height or the advance widths."""
 
 from __future__ import annotations
 
@@ -44,9 +45,13 @@ def rectangle(left: float, top: float, right: float, bottom: float) -> np.ndarra
     return np.array([[left, top], [right, top], [right, bottom], [left, bottom]], dtype=np.float32)
 
 
-def drawn(draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, face: ImageFont.FreeTypeFont) -> GroundTruthLine:
-    """The line `draw.text(xy, text, font=face)` draws (default anchor)."""
-    return GroundTruthLine(text, rectangle(*draw.textbbox(xy, text, font=face)))
+def drawn(draw: ImageDraw.ImageDraw, xy: tuple[int, int], text: str, face: ImageFont.FreeTypeFont) -> GroundTruthLine:
+    """The line `draw.text(xy, text, font=face)` draws (default anchor,
+    integer xy): the mask Pillow pastes there, cut to its ink."""
+    mask, (dx, dy) = face.getmask2(text, draw.fontmode)
+    left, top, right, bottom = mask.getbbox()
+    x, y = xy[0] + dx, xy[1] + dy
+    return GroundTruthLine(text, rectangle(x + left, y + top, x + right, y + bottom))
 
 
 def shifted(lines: list[GroundTruthLine], dx: float, dy: float) -> list[GroundTruthLine]:
