@@ -110,13 +110,14 @@ class StableDiffusionClient:
         if self.protocol == "http":
             return self._generate_stream_http(tensors, on_step)
         answers: queue.Queue = queue.Queue()
-        with self._stream_lock:  # a cancel() from now on finds the request sent
+        with self._stream_lock:
             if self._cancelled.is_set():
                 self._cancelled.clear()
                 return None
             self.client.start_stream(callback=lambda result, error: answers.put((result, error)))
-            self.client.async_stream_infer(STREAM, make_inputs(self.module, tensors), enable_empty_final_response=True)
         try:
+            with self._stream_lock:  # a cancel() from now on finds the request sent
+                self._send(tensors, answers)
             while True:
                 result, error = answers.get()
                 if error is not None:
@@ -138,6 +139,22 @@ class StableDiffusionClient:
             with self._stream_lock:
                 self.client.stop_stream()
                 self._cancelled.clear()
+
+    def _send(self, tensors: dict[str, np.ndarray], answers: queue.Queue) -> None:
+        from tritonclient.utils import InferenceServerException
+
+        try:
+            self.client.async_stream_infer(STREAM, make_inputs(self.module, tensors), enable_empty_final_response=True)
+        except InferenceServerException:
+            # the stream failed before the request went out (no server there): its
+            # callback has the reason, async_stream_infer only "no longer in valid state"
+            try:
+                _, reason = answers.get(timeout=5)
+            except queue.Empty:
+                raise
+            if reason is None:
+                raise
+            raise reason from None
 
     def cancel(self) -> None:
         """Stop the `generate_stream` running on another thread, or the next

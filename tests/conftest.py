@@ -42,3 +42,12 @@ def inprocess():
     from inprocess import InProcessServer
 
     return InProcessServer([MODEL_REPOSITORY, TEST_REPOSITORY])
+
+
+@pytest.fixture(scope="session")
+def ui_page(triton):
+    """The web page (`python -m ui`, as make ui runs it) against the session's server."""
+    from ui_helpers import UiProcess
+
+    with UiProcess(triton.grpc_url, f"http://localhost:{triton.metrics_port}/metrics") as page:
+        yield page

@@ -23,7 +23,7 @@ from clients.stable_diffusion_client import StableDiffusionClient
 from clients.text_embedding_client import TextEmbeddingClient
 from clients.vit_client import VitClient
 from runtime.paths import MODEL_REPOSITORY
-from ui.backend import Backend, Clients, UserError, call, failure
+from ui.backend import METRICS, Backend, Clients, UserError, call, failure
 
 OCR_MODELS = ("ocr", "ocr_bls")
 VIT_MODELS = ("vit", "vit_python")
@@ -356,7 +356,7 @@ def server_state(clients: Clients, also: Sequence[str] = ()) -> list[ModelRow]:
     state from the open health and metadata APIs, its counts and mean queue
     and compute milliseconds per request from the metrics."""
     backend = clients.backend
-    counters = call("metrics", backend, lambda: triton_metrics.read(backend.metrics_url))
+    counters = call(METRICS, backend, lambda: triton_metrics.read(backend.metrics_url))
     models = sorted({model for model, _ in counters} | set(also))
     module, client = clients.raw()
     rows = []

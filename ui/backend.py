@@ -53,6 +53,7 @@ class Clients:
         return self.get("raw", lambda b: connect(b.url, b.protocol, tls=b.tls))
 
 
+METRICS = "metrics"  # what `call` names a read of the metrics page
 # Triton's words for the failures a person can act on, and what the page says instead
 QUEUE_FULL = ("Exceeds maximum queue size", "queue is full")
 UNREACHABLE = ("failed to connect", "Connection refused", "connection refused", "StatusCode.UNAVAILABLE", "Name or service not known", "timed out")
@@ -66,7 +67,8 @@ def readable(error: BaseException, backend: Backend, model: str) -> str:
     if any(fragment in text for fragment in QUEUE_FULL):
         return f"The server is busy: the queue of `{model}` is full. Try again in a moment."
     if isinstance(error, (ConnectionError, urllib.error.URLError)) or any(fragment in text for fragment in UNREACHABLE):
-        return f"Triton is not reachable at {backend.url} ({backend.protocol}). Is the server running (`make serve`)?"
+        where = f"Triton's metrics are not reachable at {backend.metrics_url}" if model == METRICS else f"Triton is not reachable at {backend.url} ({backend.protocol})"
+        return f"{where}. Is the server running (`make serve`)?"
     if "is not ready" in text or "unknown model" in text or "not found" in text:
         return f"The model `{model}` is not available on the server: {text}"
     if type(error).__name__ == "InferenceServerException" or isinstance(error, ValueError):
