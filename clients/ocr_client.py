@@ -5,23 +5,39 @@
 
 Prints JSON in the seed's OCR demo shape:
     [{"filename": ..., "result": [{"box": [x1, y1, ... x4, y4], "box_score": ..., "text": ..., "text_score": ...}]}]
+and the served model set on standard error ("model set: PP-OCRv6"; PP-OCRv4
+when the server runs --model-config-name=ppocrv4). The set is read from the
+recogniser's metadata, which is open where the model configuration API is
+locked: its output width is the set's dictionary size.
 
 As a library: `OcrClient(url, protocol).recognize(image_bytes)` returns the
-lines of one image as dicts."""
+lines of one image as dicts; `OcrClient.model_set()` names the served set."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import cv2
 import numpy as np
 
-from clients.common import Tls, add_connection_arguments, connect, tls_from_args, encoded_bytes_tensor, make_inputs, make_outputs, picture_files
+from clients.common import (
+    Tls,
+    add_connection_arguments,
+    connect,
+    encoded_bytes_tensor,
+    infer_each,
+    make_inputs,
+    make_outputs,
+    picture_files,
+    tls_from_args,
+)
+from pipelines.ocr.params import model_set_of_classes
 
 OUTPUTS = ("boxes", "box_scores", "texts", "text_scores")
+RECOGNISER, RECOGNISER_OUTPUT = "ocr_rec", "softmax_11.tmp_0"
 
 
 def lines_from_outputs(boxes: np.ndarray, box_scores: np.ndarray, texts: np.ndarray, text_scores: np.ndarray) -> list[dict]:
@@ -36,6 +52,17 @@ def lines_from_outputs(boxes: np.ndarray, box_scores: np.ndarray, texts: np.ndar
     ]
 
 
+def model_set_from_metadata(metadata) -> str:
+    """The set named by ocr_rec's metadata (a dict from HTTP, a message from gRPC)."""
+    outputs = metadata["outputs"] if isinstance(metadata, dict) else [{"name": o.name, "shape": list(o.shape)} for o in metadata.outputs]
+    for output in outputs:
+        if output["name"] == RECOGNISER_OUTPUT:
+            classes = int(output["shape"][-1])
+            served = model_set_of_classes(classes)
+            return served.name if served else f"unknown ({classes} recogniser classes)"
+    return "unknown (ocr_rec has no recogniser output)"
+
+
 class OcrClient:
     def __init__(self, url: str | None = None, protocol: str = "http", model: str = "ocr", concurrency: int = 1, tls: Tls | None = None):
         self.module, self.client = connect(url, protocol, concurrency=concurrency, tls=tls)
@@ -46,10 +73,25 @@ class OcrClient:
         result = self.client.infer(self.model, inputs, outputs=make_outputs(self.module, OUTPUTS))
         return lines_from_outputs(*(result.as_numpy(name) for name in OUTPUTS))
 
+    def recognize_files(self, files: list[Path], concurrency: int = 1):
+        """(path, bytes, lines or None, error or None) per file, in order, at most `concurrency` in flight."""
+        contents: dict[int, bytes] = {}
+
+        def request(index_path):
+            index, path = index_path
+            contents[index] = path.read_bytes()
+            return {"input_image": encoded_bytes_tensor(contents[index])}
+
+        answers = infer_each(self.client, self.module, self.model, enumerate(files), request, OUTPUTS, concurrency)
+        for index, outputs, problem in answers:
+            lines = None if outputs is None else lines_from_outputs(*(outputs[name] for name in OUTPUTS))
+            yield files[index], contents.pop(index, b""), lines, problem
+
+    def model_set(self) -> str:
+        return model_set_from_metadata(self.client.get_model_metadata(RECOGNISER))
+
 
 def draw_boxes(image_bytes: bytes, lines: list[dict], out_path: Path) -> None:
-    import cv2
-
     image = cv2.imdecode(np.frombuffer(image_bytes, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         return
@@ -69,52 +111,18 @@ def main(argv=None) -> int:
     parser.add_argument("--draw", type=Path, help="write a copy of each image with its boxes drawn into this folder")
     args = parser.parse_args(argv)
 
-    files = picture_files(args.images)
     client = OcrClient(args.url, args.protocol, args.model, concurrency=args.concurrency, tls=tls_from_args(args))
-
-    def one(path: Path) -> dict:
-        data = path.read_bytes()
-        try:
-            lines = client.recognize(data)
-        except Exception as error:  # report per file, go on with the others
-            return {"filename": str(path), "error": str(error)}
-        if args.draw:
-            draw_boxes(data, lines, args.draw / f"{path.stem}_ocr.png")
-        return {"filename": str(path), "result": lines}
-
-    if args.concurrency > 1 and args.protocol == "grpc":
-        with ThreadPoolExecutor(args.concurrency) as pool:
-            results = list(pool.map(one, files))
-    else:
-        results = [one(path) for path in files] if args.concurrency <= 1 else _http_concurrent(client, files, args)
-    print(json.dumps(results, ensure_ascii=False, indent=1))
-    return 1 if any("error" in r for r in results) else 0
-
-
-def _http_concurrent(client: OcrClient, files: list[Path], args) -> list[dict]:
-    """HTTP client objects are not thread-safe: use its async_infer pool."""
-    module = client.module
-    datas = [path.read_bytes() for path in files]
-    pending = [
-        client.client.async_infer(
-            client.model,
-            make_inputs(module, {"input_image": encoded_bytes_tensor(data)}),
-            outputs=make_outputs(module, OUTPUTS),
-        )
-        for data in datas
-    ]
-    results = []
-    for path, data, request in zip(files, datas, pending):
-        try:
-            result = request.get_result()
-        except Exception as error:
-            results.append({"filename": str(path), "error": str(error)})
+    pictures = []
+    for path, data, lines, problem in client.recognize_files(picture_files(args.images), args.concurrency):
+        if problem is not None:
+            pictures.append({"filename": str(path), "error": problem})
             continue
-        lines = lines_from_outputs(*(result.as_numpy(name) for name in OUTPUTS))
         if args.draw:
             draw_boxes(data, lines, args.draw / f"{path.stem}_ocr.png")
-        results.append({"filename": str(path), "result": lines})
-    return results
+        pictures.append({"filename": str(path), "result": lines})
+    print(f"model set: {client.model_set()}", file=sys.stderr)
+    print(json.dumps(pictures, ensure_ascii=False, indent=1))
+    return 1 if any("error" in picture for picture in pictures) else 0
 
 
 if __name__ == "__main__":

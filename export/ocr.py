@@ -1,46 +1,64 @@
-"""Place RapidOCR 1.4.4's PP-OCRv4 networks in the repository.
+"""Place the OCR model sets' networks in the repository.
 
-    python export/ocr.py [--output-dir model_repository]
+    python export/ocr.py [--source FOLDER] [--output-dir model_repository]
 
-Copies the det / cls / rec ONNX files that rapidocr-onnxruntime ships into
-ocr_det/1, ocr_cls/1, ocr_rec/1, writes the recogniser's CTC dictionary (from
-its ONNX metadata) beside ocr_recognize and ocr_bls, and checks that the copied
-graphs give RapidOCR's own answers on a rendered picture.
+PP-OCRv6 (the default set) comes from the `rapidocr` 3.10 package (or
+`--source`, a folder with the same three files), PP-OCRv4 from
+`rapidocr-onnxruntime` 1.4.4. Both sets are written side by side: v6 as
+ocr_det/1/model.onnx and ocr_rec/1/model.onnx, v4 as .../ppocrv4.onnx (served
+with --model-config-name=ppocrv4); the direction classifier is the same file
+in both packages (ocr_cls/1/model.onnx). Each set's CTC dictionary (from the
+recogniser's ONNX metadata) goes beside ocr_recognize and ocr_bls.
 
-The recogniser keeps its softmax output and gains the two reductions CTC
-decoding needs (`ctc_indices`: argmax per step, `ctc_scores`: max per
-step), so the OCR models ask for [n, T] instead of [n, T, 6625]: ~100 MB
-less per text page between the stubs."""
+Every network keeps the tensor names of the PP-OCRv4 files, the interface
+of ocr_det / ocr_rec whichever set is served: v6's outputs (`fetch_name_0`)
+are renamed `sigmoid_0.tmp_0` and `softmax_11.tmp_0`. The recognisers gain
+the two reductions CTC decoding needs (`ctc_indices`: argmax per step,
+`ctc_scores`: max per step), so the OCR models ask for [n, T] instead of
+[n, T, classes]. The check runs each set's copied networks through this
+repository's composition and compares with the library's own answer."""
 
 from __future__ import annotations
 
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper
+
 from export.common.cli import ExportArguments, finish
-from pipelines.ocr.models import CHARACTERS_FILE, REC_INDICES, REC_OUTPUT, REC_SCORES
+from pipelines.ocr.models import DET_OUTPUT, REC_INDICES, REC_OUTPUT, REC_SCORES
+from pipelines.ocr.params import MODEL_SETS
 from pipelines.ocr.recognize import ctc_steps
-from references.ocr import MODEL_FILES, OfflineOCR, character_list, rapidocr_models_dir
+from references.ocr import LIBRARY_FILES, SERVED_FILES, LibraryOCR, OfflineOCR, character_list, package_dir
 from testsets.ocr import encode, render_lines
 
-TARGETS = {"det": "ocr_det", "cls": "ocr_cls", "rec": "ocr_rec"}
 DICTIONARY_USERS = ("ocr_recognize", "ocr_bls")
+OUTPUT_NAMES = {"det": DET_OUTPUT, "rec": REC_OUTPUT}
+CHECK_LINES = ["export check", "PP-OCR on Triton 2026"]
 
 
-def add_ctc_reductions(source: Path, target: Path) -> None:
+def rename_output(model: onnx.ModelProto, new_name: str) -> None:
+    """Rename the graph's only output (and every use of it) to `new_name`."""
+    (output,) = model.graph.output
+    old_name = output.name
+    if old_name == new_name:
+        return
+    for node in model.graph.node:
+        node.output[:] = [new_name if name == old_name else name for name in node.output]
+        node.input[:] = [new_name if name == old_name else name for name in node.input]
+    output.name = new_name
+
+
+def add_ctc_reductions(model: onnx.ModelProto) -> None:
     """The recogniser with ArgMax / ReduceMax over the classes appended as
     outputs REC_INDICES / REC_SCORES (ArgMax picks the first of equal
     maxima, as numpy's argmax does)."""
-    import onnx
-    from onnx import TensorProto, helper
-
-    model = onnx.load(str(source))
     graph = model.graph
-    if len(graph.output) != 1 or graph.output[0].name != REC_OUTPUT:
-        raise SystemExit(f"{source}: expected one output '{REC_OUTPUT}', found {[o.name for o in graph.output]}")
     graph.node.extend([
         helper.make_node("ArgMax", [REC_OUTPUT], [REC_INDICES], axis=2, keepdims=0, name="ctc_argmax"),
         helper.make_node("ReduceMax", [REC_OUTPUT], [REC_SCORES], axes=[2], keepdims=0, name="ctc_max"),
@@ -50,30 +68,23 @@ def add_ctc_reductions(source: Path, target: Path) -> None:
         helper.make_tensor_value_info(REC_INDICES, TensorProto.INT64, steps),
         helper.make_tensor_value_info(REC_SCORES, TensorProto.FLOAT, steps),
     ])
+
+
+def place_network(source: Path, target: Path, part: str) -> None:
+    """Copy one network into the repository with the served interface."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if part == "cls":
+        shutil.copyfile(source, target)  # a fresh mtime: make sees the copy as new
+        return
+    model = onnx.load(str(source))
+    rename_output(model, OUTPUT_NAMES[part])
+    if part == "rec":
+        add_ctc_reductions(model)
     onnx.checker.check_model(model)
     onnx.save(model, str(target))
 
 
-def check(output_dir: Path) -> str:
-    from rapidocr_onnxruntime import RapidOCR
-
-    with tempfile.TemporaryDirectory() as scratch:
-        for name, folder in TARGETS.items():
-            shutil.copyfile(output_dir / folder / "1" / "model.onnx", Path(scratch) / MODEL_FILES[name])
-        picture = encode(render_lines(["export check", "PP-OCRv4 on Triton"], size=32))
-        reference, _ = RapidOCR()(picture)
-        ours = OfflineOCR(scratch)(picture)
-    expected = [text for _, text, _ in reference or []]
-    if ours.texts != expected:
-        raise SystemExit(f"export check failed: {ours.texts} != RapidOCR's {expected}")
-    check_ctc_reductions(output_dir / TARGETS["rec"] / "1" / "model.onnx")
-    return f"checked: the exported networks read {ours.texts} as RapidOCR does; ctc_indices / ctc_scores equal the softmax's argmax / max"
-
-
 def check_ctc_reductions(path: Path) -> None:
-    import numpy as np
-    import onnxruntime as ort
-
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     batch = np.random.default_rng(0).uniform(-1, 1, size=(3, 3, 48, 480)).astype(np.float32)
     softmax, indices, scores = session.run([REC_OUTPUT, REC_INDICES, REC_SCORES], {session.get_inputs()[0].name: batch})
@@ -82,25 +93,38 @@ def check_ctc_reductions(path: Path) -> None:
         raise SystemExit(f"export check failed: {path}'s {REC_INDICES} / {REC_SCORES} differ from its softmax's argmax / max")
 
 
-def main(argv=None) -> int:
-    args = ExportArguments("ocr", __doc__.splitlines()[0], "the rapidocr-onnxruntime package").parse(argv)
-    started = time.monotonic()
-    source = Path(args.source) if args.source else rapidocr_models_dir()
-    for name, folder in TARGETS.items():
-        target = args.output_dir / folder / "1" / "model.onnx"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if name == "rec":
-            add_ctc_reductions(source / MODEL_FILES[name], target)
-        else:
-            shutil.copyfile(source / MODEL_FILES[name], target)  # a fresh mtime: make sees the copy as new
-        print(f"{source / MODEL_FILES[name]} -> {target}")
-    characters = character_list(source / MODEL_FILES["rec"])
+def check(output_dir: Path, set_name: str) -> str:
+    """The placed networks, through this repository's composition, read a
+    rendered picture as the library does."""
+    picture = encode(render_lines(CHECK_LINES, size=32))
+    expected = LibraryOCR(set_name)(picture).texts
+    ours = OfflineOCR(output_dir, model_set_name=set_name)(picture).texts
+    if ours != expected:
+        raise SystemExit(f"export check failed for {set_name}: {ours} != the library's {expected}")
+    check_ctc_reductions(output_dir / SERVED_FILES[set_name]["rec"])
+    return f"{set_name} reads {ours} as {MODEL_SETS[set_name].library} does"
+
+
+def export_set(set_name: str, source: Path, output_dir: Path) -> None:
+    for part, name in LIBRARY_FILES[set_name].items():
+        target = output_dir / SERVED_FILES[set_name][part]
+        place_network(source / name, target, part)
+        print(f"{source / name} -> {target}")
+    characters = character_list(output_dir / SERVED_FILES[set_name]["rec"])
     for folder in DICTIONARY_USERS:
-        path = args.output_dir / folder / "1" / CHARACTERS_FILE
+        path = output_dir / folder / "1" / MODEL_SETS[set_name].characters_file
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("\n".join(characters), encoding="utf-8")
-    print(f"CTC dictionary: {len(characters)} entries (blank + {len(characters) - 2} characters + space)")
-    summary = check(args.output_dir)
+    print(f"{set_name} CTC dictionary: {len(characters)} entries (blank + {len(characters) - 2} characters + space)")
+
+
+def main(argv=None) -> int:
+    args = ExportArguments("ocr", __doc__.splitlines()[0], "the rapidocr package (PP-OCRv6)").parse(argv)
+    started = time.monotonic()
+    sources = {"PP-OCRv6": Path(args.source) if args.source else package_dir("PP-OCRv6") / "models", "PP-OCRv4": package_dir("PP-OCRv4") / "models"}
+    for set_name, source in sources.items():
+        export_set(set_name, source, args.output_dir)
+    summary = "checked: " + "; ".join(check(args.output_dir, set_name) for set_name in sources)
     print(summary)
     finish(args, "ocr", started, summary)
     return 0

@@ -1,5 +1,7 @@
 """Image preparation for the DB text detector and its post-processing, as
-RapidOCR 1.4.4 does them (main.py, ch_ppocr_det)."""
+RapidOCR does them (rapidocr 3.x: main.py, utils/process_img.py,
+ch_ppocr_det; rapidocr-onnxruntime 1.4.4 is the same but for the reading
+order, see `OcrParams.box_order`)."""
 
 from __future__ import annotations
 
@@ -219,9 +221,19 @@ def boxes_from_map(prob_map: np.ndarray, image_shape: tuple[int, int], p: OcrPar
     return filter_boxes(boxes, scores, image_shape)
 
 
-def reading_order(boxes: np.ndarray) -> np.ndarray:
-    """RapidOCR.sorted_boxes: indices sorting boxes top-to-bottom, then
-    left-to-right within a 10 px line band (its bubble pass included)."""
+def reading_order(boxes: np.ndarray, p: OcrParams = PARAMS) -> np.ndarray:
+    """Indices of `boxes` in reading order, by `p.box_order`:
+    "rows" (rapidocr 3.x's sorted_boxes): a stable sort by the top-left
+    corner's y, a new row wherever two successive y are 10 px or more apart,
+    then by x within each row; "bubble" (1.4.4): sorted by (y, x) of the
+    top-left corner, then neighbours less than 10 px apart in y swapped
+    while out of x order."""
+    if p.box_order == "rows":
+        if len(boxes) == 0:
+            return np.zeros(0, dtype=np.int64)
+        by_y = np.argsort(boxes[:, 0, 1], kind="stable")
+        rows = np.concatenate([[0], np.cumsum(np.diff(boxes[by_y, 0, 1]) >= 10)])
+        return by_y[np.lexsort((boxes[by_y, 0, 0], rows))].astype(np.int64)
     order = sorted(range(len(boxes)), key=lambda i: (boxes[i][0][1], boxes[i][0][0]))
     for i in range(len(order) - 1):
         for j in range(i, -1, -1):
@@ -234,7 +246,7 @@ def reading_order(boxes: np.ndarray) -> np.ndarray:
 
 
 def to_original(boxes: np.ndarray, restore: Restore) -> np.ndarray:
-    """RapidOCR._get_origin_points: undo the letterbox, then the global resize,
+    """RapidOCR's map_boxes_to_original: undo the letterbox, then the global resize,
     and clip to the original picture."""
     out = np.array(boxes, dtype=np.float32).reshape(-1, 4, 2).copy()
     out[:, :, 1] -= restore.pad_top

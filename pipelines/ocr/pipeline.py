@@ -1,4 +1,4 @@
-"""The whole RapidOCR 1.4.4 flow over the functions of this package, one
+"""The whole RapidOCR flow over the functions of this package, one
 composition for every way it runs: the `ocr` ensemble's `ocr_recognize`
 (from the detector's map on), `ocr_bls` (from the decoded picture on) and
 the in-process reference (references/ocr.py). The three networks are
@@ -45,7 +45,7 @@ def detect(prob_map: np.ndarray, image: np.ndarray, p: OcrParams = PARAMS) -> tu
     """Detector output for one image -> (boxes [N,4,2] in reading order, in
     the letterboxed image's coordinates; their scores; their crops)."""
     boxes, scores = det.boxes_from_map(prob_map, image.shape[:2], p)
-    order = det.reading_order(boxes)
+    order = det.reading_order(boxes, p)
     boxes, scores = boxes[order], scores[order]
     return boxes, scores, [crop(image, box) for box in boxes]
 
@@ -53,9 +53,10 @@ def detect(prob_map: np.ndarray, image: np.ndarray, p: OcrParams = PARAMS) -> tu
 def assemble(
     boxes: np.ndarray, scores: np.ndarray, recognized: list[tuple[str, float]], restore: det.Restore, p: OcrParams = PARAMS
 ) -> Lines:
-    """RapidOCR.filter_result + _get_origin_points: keep the lines whose text
-    score is >= text_score, boxes mapped back onto the original picture."""
-    keep = np.array([score >= p.text_score for _, score in recognized], dtype=bool).reshape(-1)
+    """RapidOCR's final filters and map_boxes_to_original: keep the lines
+    whose text score is >= text_score (and, with `p.drop_blank_texts`, whose
+    text is not blank), boxes mapped back onto the original picture."""
+    keep = np.array([score >= p.text_score and not (p.drop_blank_texts and not text.strip()) for text, score in recognized], dtype=bool).reshape(-1)
     if not keep.any():
         return Lines()
     return Lines(

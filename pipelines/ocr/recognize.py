@@ -1,4 +1,4 @@
-"""From detected boxes to text, as RapidOCR 1.4.4 does it: perspective crops,
+"""From detected boxes to text, as RapidOCR does it: perspective crops,
 0/180 classification in groups of 6, recognition in groups of 6 sorted by
 aspect ratio with a per-group padded width, CTC decoding, score filter.
 
@@ -138,18 +138,24 @@ def ctc_steps(preds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return preds.argmax(axis=2), preds.max(axis=2)
 
 
-def ctc_decode_steps(indices: np.ndarray, probs: np.ndarray, characters: list[str]) -> list[tuple[str, float]]:
+def ctc_decode_steps(indices: np.ndarray, probs: np.ndarray, characters: list[str], p: OcrParams = PARAMS) -> list[tuple[str, float]]:
     """CTCLabelDecode from the per-step argmax `indices` and max `probs`
-    [n,T]: merge repeats, drop blanks (index 0); the score is the mean
-    (float64) of the kept steps' probabilities, 0.0 when nothing is kept."""
+    [n,T]: merge repeats, drop blanks (index 0). The score is the mean of the
+    kept steps' probabilities, 0.0 when nothing is kept; with
+    `p.score_decimals` (rapidocr 3.x) each probability and the mean are
+    rounded as the library rounds them (Python's round, then numpy's)."""
     results = []
     for row_idx, row_prob in zip(indices, probs):
         keep = np.ones(len(row_idx), dtype=bool)
         keep[1:] = row_idx[1:] != row_idx[:-1]
         keep &= row_idx != 0
         text = "".join(characters[i] for i in row_idx[keep])
-        kept = row_prob[keep].astype(np.float64)
-        results.append((text, float(np.mean(kept)) if kept.size else 0.0))
+        if p.score_decimals is None:
+            kept = row_prob[keep].astype(np.float64)
+            results.append((text, float(np.mean(kept)) if kept.size else 0.0))
+        else:
+            confidences = [round(value, p.score_decimals) for value in row_prob[keep].tolist()] or [0]
+            results.append((text, float(np.mean(confidences).round(p.score_decimals))))
     return results
 
 
@@ -207,7 +213,7 @@ async def read_crops(crops: list[np.ndarray], run_rec: Network, characters: list
     outputs = await asyncio.gather(*(run_rec(batch) for _, batch in batches))
     results: list = [("", 0.0)] * len(crops)
     for (idx, _), (indices, probs) in zip(batches, outputs, strict=True):
-        for i, decoded in zip(idx, ctc_decode_steps(indices, probs, characters), strict=True):
+        for i, decoded in zip(idx, ctc_decode_steps(indices, probs, characters, p), strict=True):
             results[i] = decoded
     return results
 
@@ -231,7 +237,7 @@ async def recognize_crops(
         probs = await run_cls(np.stack([cls_input(turned[i], p) for i in idx]))
         apply_cls(turned, idx, probs, p)
         indices, step_probs = await run_rec(rec_input(turned, idx, p))
-        for i, decoded in zip(idx, ctc_decode_steps(indices, step_probs, characters), strict=True):
+        for i, decoded in zip(idx, ctc_decode_steps(indices, step_probs, characters, p), strict=True):
             results[i] = decoded
 
     await asyncio.gather(*(one_group(idx) for idx in _groups(crops, p.rec_batch_num)))
