@@ -22,12 +22,13 @@ import numpy as np
 
 from pipelines.image import hf_processor, orientation
 from pipelines.image.decode import convert_pixels, decode_pixels
-from pipelines.serving.partition import answer_each, per_item
+from pipelines.serving.batching import items_together, prepared
+from pipelines.serving.partition import per_item
 from pipelines.serving.python_model import ModelContext, RequestTensors
 from pipelines.serving.tensors import RequestError
 
 DECODE_INPUT = "input_image"
-DECODE_OUTPUTS = {"image": "rgb", "image_rapid": "rapid"}
+DECODE_OUTPUTS = {"image": "rgb", "image_rapid": "rapid", "image_rapidocr": "rapidocr"}
 """Output name of `image_decode` -> the decode rule it holds."""
 
 
@@ -67,7 +68,7 @@ def make_decode(context: ModelContext):
         decoded = decode_rows(tensors[DECODE_INPUT], tuple(DECODE_OUTPUTS[name] for name in wanted))
         return {name: decoded[DECODE_OUTPUTS[name]] for name in wanted}
 
-    return per_item(decode, context=f"model '{context.name}'")
+    return per_item(decode)
 
 
 def picture_preprocess(
@@ -92,15 +93,10 @@ def picture_preprocess(
                 raise RequestError(f"{_where(input_name, item, len(pictures))}: {error}") from None
         return crops
 
-    def normalize_all(crops_per_request: list[list[np.ndarray]]) -> list[dict[str, np.ndarray]]:
-        x = np.ascontiguousarray(normalize(np.stack([c for crops in crops_per_request for c in crops])))
-        bounds = np.cumsum([0] + [len(crops) for crops in crops_per_request])
-        return [{output: x[start:stop]} for start, stop in zip(bounds[:-1], bounds[1:])]
+    def normalize_all(crops: list[np.ndarray]) -> dict[str, np.ndarray]:
+        return {output: np.ascontiguousarray(normalize(np.stack(crops)))}
 
-    def process(requests: list[RequestTensors]) -> list:
-        return answer_each(requests, crop_request, normalize_all)
-
-    return process
+    return prepared(crop_request, items_together(normalize_all))
 
 
 def make_orientation_preprocess(context: ModelContext):

@@ -2,7 +2,8 @@
 backends, served by a Python-based backend of the same name (see
 backends/). The requests of one execute (already validated against the
 config by BatchModel) are stacked into one engine run where their non-batch
-shapes agree, grouped otherwise, and the outputs split back per request.
+shapes agree, grouped otherwise, and the outputs split back per request
+(pipelines.serving.batching).
 
 Engines:
 - `onnxruntime` (`OnnxRuntimeSession`): instance_group kind (CPU provider;
@@ -23,8 +24,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from pipelines.serving.batching import grouped_by_shape, stacked
+from pipelines.serving.partition import per_item
 from pipelines.serving.python_model import ModelContext, RequestTensors
-from pipelines.serving.tensors import RequestError, TensorSpec, group_by_item_shape, split_batch, stack_batch
+from pipelines.serving.tensors import RequestError, TensorSpec
 
 
 def _gpu_accelerators(config: dict) -> list[str]:
@@ -55,7 +58,7 @@ class OnnxRuntimeSession:
     engine = "onnxruntime"
 
     def __init__(self, context: ModelContext):
-        import onnxruntime as ort
+        import onnxruntime as ort  # here: a stub loads the one engine its model runs
 
         options = ort.SessionOptions()
         intra = context.parameter("intra_op_thread_count")
@@ -120,7 +123,7 @@ class OpenVinoSession:
     engine = "openvino"
 
     def __init__(self, context: ModelContext):
-        import openvino as ov
+        import openvino as ov  # here: a stub loads the one engine its model runs
 
         if context.instance_kind.upper().endswith("GPU"):
             raise ValueError(f"model '{context.name}': the openvino backend serves KIND_CPU instances only")
@@ -152,39 +155,30 @@ def check_tensors(context: ModelContext, engine) -> None:
 
 
 class NetworkModel:
-    """The batch function of a network model over one engine."""
+    """The batch function of a network model over one engine: with
+    batching, the requests of one shape stacked into one engine run;
+    without, one run per request."""
 
     def __init__(self, context: ModelContext, engine):
         check_tensors(context, engine)
         self.name = context.name
-        self.batching = context.max_batch_size > 0
         self.outputs: list[TensorSpec] = context.outputs()
         self.engine = engine
+        self.answer = grouped_by_shape(stacked(self.run)) if context.max_batch_size > 0 else per_item(self.run)
 
-    def _run(self, feeds: dict[str, np.ndarray], wanted: Sequence[TensorSpec]) -> dict[str, np.ndarray]:
-        results = self.engine.run([spec.name for spec in wanted], feeds)
-        return {spec.name: np.asarray(result, dtype=spec.numpy_type) for spec, result in zip(wanted, results)}
+    def run(self, tensors: RequestTensors) -> dict[str, np.ndarray]:
+        """One engine run on `tensors` (a request, or stacked requests): the
+        outputs it asks for, as the config's types."""
+        feeds = {name: array for name, array in tensors.items() if array is not None}
+        wanted = [spec for spec in self.outputs if tensors.wants(spec.name)]
+        try:
+            results = self.engine.run([spec.name for spec in wanted], feeds)
+            return {spec.name: np.asarray(result, dtype=spec.numpy_type) for spec, result in zip(wanted, results)}
+        except Exception as error:  # the engine raises its own types
+            raise RequestError(f"model '{self.name}': {self.engine.engine} failed: {error}") from None
 
-    def wanted(self, requests: Sequence[RequestTensors]) -> list[TensorSpec]:
-        """The outputs any of `requests` asked for (a request naming none wants all)."""
-        return [spec for spec in self.outputs if any(tensors.wants(spec.name) for tensors in requests)]
-
-    def __call__(self, requests: Sequence[RequestTensors]) -> list[dict[str, np.ndarray] | RequestError]:
-        feeds = [{name: array for name, array in tensors.items() if array is not None} for tensors in requests]
-        answers: list = [None] * len(feeds)
-        groups = group_by_item_shape(feeds) if self.batching else [[i] for i in range(len(feeds))]
-        for group in groups:
-            batch, sizes = stack_batch([feeds[i] for i in group])
-            try:
-                outputs = self._run(batch, self.wanted([requests[i] for i in group]))
-            except Exception as error:  # the engine raises its own types
-                for i in group:
-                    answers[i] = RequestError(f"model '{self.name}': {self.engine.engine} failed: {error}")
-                continue
-            parts = split_batch(outputs, sizes) if self.batching else [outputs]
-            for i, part in zip(group, parts, strict=True):
-                answers[i] = {name: array for name, array in part.items() if requests[i].wants(name)}
-        return answers
+    def __call__(self, requests: Sequence[RequestTensors]) -> list[dict[str, np.ndarray] | Exception]:
+        return self.answer(requests)
 
 
 ENGINES: dict[str, Callable[[ModelContext], object]] = {"onnxruntime": OnnxRuntimeSession, "openvino": OpenVinoSession}

@@ -113,10 +113,12 @@ def validate_request(
 
 def group_by_item_shape(requests: Sequence[dict[str, np.ndarray]]) -> list[list[int]]:
     """Indices of requests whose tensors agree on every non-batch dimension
-    (those can be stacked into one run), in first-seen order."""
+    (those can be stacked into one run), in first-seen order. An optional
+    input not sent (None) is left out, so requests with and without it
+    fall in different groups."""
     groups: "OrderedDict[tuple, list[int]]" = OrderedDict()
     for index, tensors in enumerate(requests):
-        key = tuple(sorted((name, array.shape[1:], array.dtype.str) for name, array in tensors.items()))
+        key = tuple(sorted((name, array.shape[1:], array.dtype.str) for name, array in tensors.items() if array is not None))
         groups.setdefault(key, []).append(index)
     return list(groups.values())
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipelines.serving.partition import answer_each, per_item
+from pipelines.serving.batching import grouped_by_shape, prepared, stacked
+from pipelines.serving.partition import per_item
 from pipelines.serving.python_model import ModelContext, RequestTensors
-from pipelines.serving.tensors import RequestError, group_by_item_shape, split_batch, stack_batch
+from pipelines.serving.tensors import RequestError
 from pipelines.text.pooling import l2_normalize, mean_pool
 from pipelines.text.text2ids import Text2Ids
 from pipelines.text.tokenizer import SentenceTokenizer, decode_utf8
@@ -37,23 +38,15 @@ def make_tokenizer(context: ModelContext):
         # sentence pay for the longest one in the encoder)
         return [{name: encoded.as_dict()[name] for name in outputs} for encoded in tokenize.encode_groups(groups)]
 
-    def process(requests: list[RequestTensors]) -> list:
-        return answer_each(requests, texts_of, encode)
+    return prepared(texts_of, encode)
 
-    return process
+
+def pool(batch: RequestTensors) -> dict[str, np.ndarray]:
+    return {"embedding": l2_normalize(mean_pool(batch["last_hidden_state"], batch["attention_mask"]))}
 
 
 def make_pooling(context: ModelContext):
-    def process(requests: list[RequestTensors]) -> list:
-        answers: list = [None] * len(requests)
-        for group in group_by_item_shape(requests):
-            batch, sizes = stack_batch([requests[i] for i in group])
-            pooled = l2_normalize(mean_pool(batch["last_hidden_state"], batch["attention_mask"]))
-            for index, part in zip(group, split_batch({"embedding": pooled}, sizes), strict=True):
-                answers[index] = part
-        return answers
-
-    return process
+    return grouped_by_shape(stacked(pool))
 
 
 def make_text2ids(context: ModelContext):
@@ -63,4 +56,4 @@ def make_text2ids(context: ModelContext):
         (text,) = texts_of(tensors)  # one text: the config's dims [1], checked before
         return {"ids": text2ids(text)}
 
-    return per_item(ids, context=f"model '{context.name}'")
+    return per_item(ids)

@@ -12,7 +12,7 @@ import numpy as np
 
 from pipelines.image.hf_processor import reference_pixel_values
 from pipelines.image.models import DECODE_INPUT, decode_rows
-from pipelines.serving.partition import answer_each, per_item
+from pipelines.serving.batching import alone_on_failure, items_together, prepared
 from pipelines.serving.python_model import ModelContext, RequestTensors
 from pipelines.vit import OUTPUT_NAME
 
@@ -25,6 +25,8 @@ class TorchViT:
     Pictures are RGB uint8 HxWx3 (`pipelines.image.decode`, rule "rgb")."""
 
     def __init__(self, checkpoint: Path | str, threads: int | None = None):
+        # torch and transformers only where this runs: the serving
+        # requirements (requirements/serve.txt) leave them out
         import torch
         from transformers import AutoImageProcessor, ViTModel
 
@@ -39,11 +41,15 @@ class TorchViT:
 
     def __call__(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """[N, tokens, hidden] float32 for N pictures, one forward pass."""
-        import torch
+        import torch  # as in __init__
 
         pixels = torch.from_numpy(np.ascontiguousarray(self.pixel_values(images), dtype=np.float32))
         with torch.inference_mode():
             return self.model(pixel_values=pixels).last_hidden_state.numpy()
+
+
+def decode_pictures(tensors: RequestTensors) -> list[np.ndarray]:
+    return list(decode_rows(tensors[DECODE_INPUT], ("rgb",))["rgb"])
 
 
 def make_vit_python(context: ModelContext):
@@ -51,21 +57,9 @@ def make_vit_python(context: ModelContext):
     threads = context.parameter("torch_threads")
     model = TorchViT(checkpoint, threads=int(threads) if threads else None)
 
-    def decode(tensors: RequestTensors) -> list[np.ndarray]:
-        return list(decode_rows(tensors[DECODE_INPUT], ("rgb",))["rgb"])
-
-    def one_request(pictures: list[np.ndarray]) -> dict[str, np.ndarray]:
+    def forward(pictures: list[np.ndarray]) -> dict[str, np.ndarray]:
         return {OUTPUT_NAME: np.ascontiguousarray(model(pictures))}
 
-    def run(pictures_per_request: list[list[np.ndarray]]) -> list:
-        try:
-            hidden = model([p for pictures in pictures_per_request for p in pictures])
-        except Exception:  # a picture the processor refuses: run per request to find it, serve the others
-            return per_item(one_request, context=f"input '{DECODE_INPUT}'")(pictures_per_request)
-        bounds = np.cumsum([0] + [len(pictures) for pictures in pictures_per_request])
-        return [{OUTPUT_NAME: np.ascontiguousarray(hidden[a:b])} for a, b in zip(bounds[:-1], bounds[1:])]
-
-    def process(requests: list[RequestTensors]) -> list:
-        return answer_each(requests, decode, run)
-
-    return process
+    # a picture the processor refuses fails the joint pass: then each request
+    # alone, so that the others are served
+    return prepared(decode_pictures, alone_on_failure(items_together(forward)))
