@@ -13,8 +13,8 @@ from perf.report import RESULTS_DIR, write
 from perf.harness import benchmark_server
 
 SUITES = ["datatypes", "text_embedding", "ocr", "orientation", "vit", "clip", "stable_diffusion"]
-# measured on request only (servers of their own, minutes): make perf PERF_ARGS=engines
-EXTRA_SUITES = ["engines"]
+# measured on request only (servers or processes of their own): make perf PERF_ARGS=engines, PERF_ARGS=ui
+EXTRA_SUITES = ["engines", "ui"]
 
 
 def main(argv=None) -> None:

@@ -64,19 +64,10 @@ def ocr(clients: Clients, picture: bytes, model: str) -> OcrResult:
 
 
 def ocr_model_set(clients: Clients) -> str:
-    """Which OCR networks the server runs: the OCR client's own answer where
-    it has one, else what ocr_rec's metadata says."""
-    from clients import ocr_client
-
-    served = getattr(ocr_client, "served_model_set", None)
-    backend = clients.backend
-    if served is not None:
-        return call("ocr", backend, lambda: served(backend.url, protocol=backend.protocol, tls=backend.tls))
-    module, client = clients.raw()
-    meta = call("ocr_rec", backend, lambda: client.get_model_metadata("ocr_rec", as_json=True) if module.__name__.endswith("grpc") else client.get_model_metadata("ocr_rec"))
-    classes = [output["shape"][-1] for output in meta.get("outputs", [])]
-    versions = ", ".join(meta.get("versions", []))
-    return f"ocr_rec v{versions} ({meta.get('platform', '?')}), recogniser output width {', '.join(map(str, classes))}"
+    """Which OCR model set the server runs ("PP-OCRv6"), as the OCR client
+    reads it from ocr_rec's open metadata."""
+    client = clients.get("ocr:ocr", lambda b: OcrClient(b.url, b.protocol, "ocr", tls=b.tls))
+    return call("ocr_rec", clients.backend, client.model_set)
 
 
 # -- Classify -------------------------------------------------------------------

@@ -114,7 +114,15 @@ class Page:
     def error_toasts(self) -> list[str]:
         return [toast.text for toast in self.driver.find_elements(By.CSS_SELECTOR, ".toast-body")]
 
-    def screenshot(self, path: Path) -> Path:
+    def screenshot(self, path: Path, full_page: bool = False) -> Path:
+        """The window (or, full_page, the whole page: the window is grown to its height) as PNG."""
         path.parent.mkdir(parents=True, exist_ok=True)
+        size = self.driver.get_window_size()
+        if full_page:
+            height = self.driver.execute_script("return document.documentElement.scrollHeight")
+            self.driver.set_window_size(size["width"], min(int(height) + 40, 4000))
+            time.sleep(0.3)  # a relayout at the new size
         self.driver.save_screenshot(str(path))
+        if full_page:
+            self.driver.set_window_size(size["width"], size["height"])
         return path
