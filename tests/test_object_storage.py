@@ -1,17 +1,23 @@
 """The repository served from object storage, against a real S3 API on
-loopback (moto's server mode): `make publish`'s uploader and its
-verification, the whole exported repository served from `s3://` answering
-like the local one, poll mode picking up a published version under traffic,
-and clear, fast failures for wrong credentials, a missing bucket and a
-server environment without the serving package."""
+loopback (moto's server mode): `make publish`'s snapshots (copies of what did
+not change, multipart uploads, SHA-256 verification, the switch, pruning),
+the sync that keeps a local folder on the served snapshot
+(runtime/repository_sync.py), the whole exported repository served that way
+answering like the local one, poll mode picking up a version published
+slowly under traffic without ever meeting half a model, an object-store
+outage that leaves the models serving (where tritonserver polling s3:// itself
+unloads them all), and clear, fast failures for wrong credentials, a missing
+bucket and a server environment without the serving package."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -19,17 +25,21 @@ import numpy as np
 import pytest
 import requests
 import tritonclient.grpc as grpcclient
-from object_storage_helpers import MotoServer
+from object_storage_helpers import MotoServer, RepositoryWatcher, manifest_states, slowed_client
 from test_contracts import ENTRIES, outputs_of
 from triton_helpers import wait_until
 
-from deploy.object_storage import model_files, parse_s3_url, publish, s3_client
+from deploy.object_storage import current, model_files, parse_s3_url, publish, s3_client
 from runtime.paths import MODEL_REPOSITORY
+from runtime.remote_repository import POINTER, SNAPSHOT_ID, StorageError, read_manifest, read_pointer
+from runtime.repository_sync import RepositorySync
 from runtime.server import ServerStartError, TritonServer, check_serving_package
 
-POLL_SECS = 5
+POLL_SECS = 2
+SYNC_SECS = 1.0
 POLLED_MODELS = ["text2ids", "datatypes", "datatypes_model1", "datatypes_model2"]
 BUCKET = "models"
+PAYLOAD = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["hello object storage"]}]}
 
 
 @pytest.fixture(scope="module")
@@ -40,29 +50,49 @@ def s3(tmp_path_factory):
     server.stop()
 
 
+@contextmanager
+def served_by_sync(url: str, root: Path, poll_secs: int | None = POLL_SECS, **server_args):
+    """What a deployment runs: a first sync, tritonserver on the local folder
+    (poll mode), the sync cycling in the background."""
+    sync = RepositorySync(url, root, interval=SYNC_SECS)
+    sync.sync_once()
+    server = TritonServer(repositories=[sync.repository], poll_secs=poll_secs, **server_args)
+    try:
+        server.start(timeout=600)
+        sync.start()
+        yield sync, server
+    finally:
+        sync.stop()
+        server.stop()
+
+
 @pytest.fixture
-def remote(s3):
-    """The whole exported repository, published, served from s3://."""
+def no_bytecode(monkeypatch):
+    """The stubs import model.py without writing __pycache__ into the served
+    folders (as in the image, PYTHONDONTWRITEBYTECODE): a new folder there is a
+    change a polling server would reload for."""
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+
+
+@pytest.fixture
+def remote(s3, tmp_path):
+    """The whole exported repository, published, synced, served."""
     url = s3.url(BUCKET, "pipelines/v1")
     started = time.monotonic()
     publish(url, MODEL_REPOSITORY)
     published = time.monotonic()
-    server = TritonServer(repositories=[url])
-    server.start(timeout=600)
-    print(f"\npublish {published - started:.1f} s, serve from s3:// until READY {time.monotonic() - published:.1f} s")
-    yield url, server
-    server.stop()
+    with served_by_sync(url, tmp_path / "served", poll_secs=None) as (sync, server):
+        print(f"\npublish {published - started:.1f} s, sync and serve until READY {time.monotonic() - published:.1f} s")
+        yield url, server
 
 
 @pytest.fixture
-def polled(s3):
-    """A few models from s3:// in poll mode. Each poll lists and stats every
-    model folder (about ten requests a model), so the time between two looks
-    is the poll period plus that walk: a small repository keeps it short."""
+def polled(s3, tmp_path, no_bytecode):
+    """A few models, published, followed by the sync, polled by the server."""
     url = s3.url(BUCKET, "pipelines/polled")
     publish(url, MODEL_REPOSITORY, POLLED_MODELS)
-    with TritonServer(repositories=[url], poll_secs=POLL_SECS) as server:
-        yield url, server
+    with served_by_sync(url, tmp_path / "served") as (sync, server):
+        yield url, sync, server
 
 
 def test_parse_s3_urls():
@@ -71,6 +101,11 @@ def test_parse_s3_urls():
     assert (location.bucket, location.prefix, location.endpoint_url) == ("bucket", "a/b", "http://127.0.0.1:9000")
     assert parse_s3_url("s3://https://minio.local:443/b").endpoint_url == "https://minio.local:443"
     assert parse_s3_url("s3://bucket").prefix == ""
+
+
+def _keys(client, prefix: str) -> list[str]:
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+    return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
 
 
 def test_publish_uploads_model_folders_only_and_verifies(s3, tmp_path):
@@ -84,21 +119,99 @@ def test_publish_uploads_model_folders_only_and_verifies(s3, tmp_path):
     first = publish(url, repository)
     location = parse_s3_url(url)
     client = s3_client(location)
-    keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket=BUCKET, Prefix="publish-check/")["Contents"])
-    assert keys == sorted(f"publish-check/{k}" for k in model_files(repository)) == [
-        "publish-check/text2ids/1/model.py",
-        "publish-check/text2ids/1/vocab.txt",
-        "publish-check/text2ids/config.pbtxt",
+    snapshot = first["snapshot"]
+    assert SNAPSHOT_ID.match(snapshot) and read_pointer(client, location)["snapshot"] == snapshot == current(url).rsplit("/", 1)[1]
+    keys = _keys(client, f"publish-check/snapshots/{snapshot}/")
+    assert keys == sorted(f"publish-check/snapshots/{snapshot}/{k}" for k in model_files(repository)) == [
+        f"publish-check/snapshots/{snapshot}/text2ids/1/model.py",
+        f"publish-check/snapshots/{snapshot}/text2ids/1/vocab.txt",
+        f"publish-check/snapshots/{snapshot}/text2ids/config.pbtxt",
     ]
     assert first["uploaded"] == 3
-    # unchanged files are not sent again; a remote file that differs, or that
-    # the local folder no longer has, is replaced / deleted
-    client.put_object(Bucket=BUCKET, Key="publish-check/text2ids/1/vocab.txt", Body=b"tampered")
-    client.put_object(Bucket=BUCKET, Key="publish-check/text2ids/2/stale.py", Body=b"")
+    # the same files again: nothing written, the served snapshot stays
+    assert publish(url, repository)["unchanged"] and read_pointer(client, location)["snapshot"] == snapshot
+    # a served object that no longer matches its SHA-256 is not reused: a new
+    # snapshot uploads it again and copies the rest inside the store; a file
+    # the local folder does not have is not in it
+    client.put_object(Bucket=BUCKET, Key=f"publish-check/snapshots/{snapshot}/text2ids/1/vocab.txt", Body=b"tampered")
+    client.put_object(Bucket=BUCKET, Key=f"publish-check/snapshots/{snapshot}/text2ids/2/stale.py", Body=b"")
     again = publish(url, repository)
-    assert (again["uploaded"], again["deleted"]) == (1, 1)
-    body = client.get_object(Bucket=BUCKET, Key="publish-check/text2ids/1/vocab.txt")["Body"].read()
+    assert (again["uploaded"], again["copied"], again["unchanged"]) == (1, 2, False)
+    new_keys = _keys(client, f"publish-check/snapshots/{again['snapshot']}/")
+    assert [k.split("/", 3)[3] for k in new_keys] == sorted(model_files(repository))
+    body = client.get_object(Bucket=BUCKET, Key=f"publish-check/snapshots/{again['snapshot']}/text2ids/1/vocab.txt")["Body"].read()
     assert body == (repository / "text2ids" / "1" / "vocab.txt").read_bytes()
+
+
+def test_large_files_go_up_in_parts_checked_by_sha256_not_etag(s3, tmp_path):
+    """A 12 MB file with 5 MB parts: a three-part upload (its ETag is no MD5),
+    its SHA-256 in the object's metadata; an object corrupted between upload
+    and verification (same size, other bytes) fails the publish, which then
+    switches nothing."""
+    repository = tmp_path / "repo"
+    shutil.copytree(MODEL_REPOSITORY / "text2ids", repository / "text2ids", ignore=shutil.ignore_patterns("__pycache__"))
+    weights = repository / "text2ids" / "1" / "weights.bin"
+    weights.write_bytes(os.urandom(12 << 20))
+    url = s3.url(BUCKET, "multipart")
+    location = parse_s3_url(url)
+    published = publish(url, repository, part_size=5 << 20)
+    client = s3_client(location)
+    head = client.head_object(Bucket=BUCKET, Key=f"multipart/snapshots/{published['snapshot']}/text2ids/1/weights.bin")
+    manifest = read_manifest(client, location, published["snapshot"])
+    assert head["ETag"].strip('"').endswith("-3")
+    assert head["Metadata"]["sha256"] == manifest["models"]["text2ids"]["files"]["1/weights.bin"]["sha256"]
+
+    weights.write_bytes(os.urandom(12 << 20))
+    corrupting, completing = s3_client(location), []
+
+    def corrupt(**_):
+        if completing and completing[-1].endswith("weights.bin"):
+            corrupting.put_object(Bucket=BUCKET, Key=completing[-1], Body=os.urandom(12 << 20))
+
+    client.meta.events.register("before-parameter-build.s3.CompleteMultipartUpload", lambda params, **_: completing.append(params["Key"]))
+    client.meta.events.register("after-call.s3.CompleteMultipartUpload", corrupt)
+    with pytest.raises(StorageError, match=r"failed verification \(not served\).*SHA-256 \[.*weights.bin"):
+        publish(url, repository, part_size=5 << 20, client=client)
+    assert read_pointer(client, location)["snapshot"] == published["snapshot"]
+
+
+def test_a_model_removed_locally_is_removed_remotely(s3, tmp_path):
+    repository = tmp_path / "repo"
+    for model in ("text2ids", "datatypes_model1"):
+        shutil.copytree(MODEL_REPOSITORY / model, repository / model, ignore=shutil.ignore_patterns("__pycache__"))
+    url = s3.url(BUCKET, "removal")
+    location = parse_s3_url(url)
+    publish(url, repository, keep=1)
+    shutil.rmtree(repository / "datatypes_model1")
+    second = publish(url, repository, keep=1)
+    client = s3_client(location)
+    assert second["removed"] == ["datatypes_model1"] and len(second["pruned"]) == 1
+    assert set(read_manifest(client, location, second["snapshot"])["models"]) == {"text2ids"}
+    assert not [k for k in _keys(client, "removal/") if "datatypes_model1" in k]
+    assert _keys(client, "removal/manifests/") == [f"removal/manifests/{second['snapshot']}.json"]
+
+
+def test_sync_serves_only_files_that_match_their_sha256(s3, tmp_path):
+    """A snapshot object replaced behind the publisher's back (same size,
+    other bytes) is refused: the local folder keeps what it served, the
+    error names the object."""
+    repository = tmp_path / "repo"
+    shutil.copytree(MODEL_REPOSITORY / "text2ids", repository / "text2ids", ignore=shutil.ignore_patterns("__pycache__"))
+    url = s3.url(BUCKET, "tampered")
+    first = publish(url, repository)
+    sync = RepositorySync(url, tmp_path / "served", log=lambda line: None)
+    assert sync.sync_once()
+    served = (sync.repository / "text2ids" / "1" / "vocab.txt").read_bytes()
+    (repository / "text2ids" / "1" / "vocab.txt").write_text("changed\n" + served.decode())
+    second = publish(url, repository)
+    key = f"tampered/snapshots/{second['snapshot']}/text2ids/1/vocab.txt"
+    client = s3_client(parse_s3_url(url))
+    client.put_object(Bucket=BUCKET, Key=key, Body=b"x" * client.head_object(Bucket=BUCKET, Key=key)["ContentLength"])
+    assert not sync.cycle()
+    assert "vocab.txt" in sync.errors[-1] and "not served" in sync.errors[-1]
+    assert sync.snapshot == first["snapshot"] and (sync.repository / "text2ids" / "1" / "vocab.txt").read_bytes() == served
+    # the half-built folder stays beside the served ones, never linked
+    assert [os.readlink(link) for link in sync.repository.iterdir()] == [f"../store/{sync.folder_name('text2ids', sync.applied['models']['text2ids'])}"]
 
 
 def test_make_publish_refuses_without_url():
@@ -137,60 +250,135 @@ def _load_started(server, message: str) -> float:
     raise AssertionError(f"{message!r} not in {server.log_path}")
 
 
-def test_poll_mode_loads_a_published_version_under_traffic(polled, tmp_path):
-    url, server = polled
+class Traffic:
+    """Closed-loop HTTP clients on one model; every answer and failure recorded."""
+
+    def __init__(self, server: TritonServer, model: str, threads: int = 2):
+        self.url = f"http://{server.http_url}/v2/models/{model}/infer"
+        self.answers: list[tuple[float, str, list]] = []  # (time, version, outputs)
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._workers = [threading.Thread(target=self._run) for _ in range(threads)]
+
+    def _run(self):
+        with requests.Session() as session:
+            while not self._stop.is_set():
+                try:
+                    reply = session.post(self.url, json=PAYLOAD, timeout=30)
+                    reply.raise_for_status()
+                    body = reply.json()
+                    self.answers.append((time.monotonic(), body["model_version"], body["outputs"][0]["data"]))
+                except Exception as error:  # every failure counts
+                    self.failures.append(f"{time.monotonic():.2f} {error!r}")
+
+    def __enter__(self) -> "Traffic":
+        for worker in self._workers:
+            worker.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        for worker in self._workers:
+            worker.join()
+
+
+def test_poll_mode_loads_a_slowly_published_version_under_traffic(polled, tmp_path):
+    """Version 2 of text2ids published with every write slowed to 0.4 s (the
+    publish takes several poll periods) while the server polls and the sync
+    cycles every second: no request fails, every model folder ever visible to
+    the server is exactly the old or the new published one, the server loads
+    version 2 once, and only after the switch."""
+    url, sync, server = polled
     model = "text2ids"
     staged = tmp_path / "repo"
     shutil.copytree(MODEL_REPOSITORY / model, staged / model, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(staged / model / "1", staged / model / "2")
-    answers, failures, stop = [], [], threading.Event()
-    payload = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["hello object storage"]}]}
-
-    def traffic():
-        with requests.Session() as session:
-            while not stop.is_set():
-                try:
-                    reply = session.post(f"http://{server.http_url}/v2/models/{model}/infer", json=payload, timeout=30)
-                    reply.raise_for_status()
-                    body = reply.json()
-                    answers.append((time.monotonic(), body["model_version"], body["outputs"][0]["data"]))
-                except Exception as error:  # every failure counts
-                    failures.append(repr(error))
-
-    workers = [threading.Thread(target=traffic) for _ in range(2)]
-    for worker in workers:
-        worker.start()
-    try:
+    with open(staged / model / "2" / "model.py", "a") as code:
+        code.write("# version 2: new bytes to upload\n")
+    location = parse_s3_url(url)
+    before = read_manifest(s3_client(location), location, sync.snapshot)
+    with RepositoryWatcher(sync.repository) as watcher, Traffic(server, model) as traffic:
         time.sleep(1.0)
-        publish(url, staged, [model])
-        published, published_wall = time.monotonic(), time.time()
-        while time.monotonic() - published < 10 * POLL_SECS and not any(v == "2" for t, v, _ in answers if t > published):
-            time.sleep(0.05)
+        started = time.monotonic()
+        published = publish(url, staged, [model], client=slowed_client(url, 0.4))
+        switched, switched_wall = time.monotonic(), time.time()
+        wait_until(lambda: any(v == "2" for t, v, _ in traffic.answers if t > switched), 10 * POLL_SECS, "version 2 never answered")
         time.sleep(1.0)
-    finally:
-        stop.set()
-        for worker in workers:
-            worker.join()
-    first_v2 = min((t for t, v, _ in answers if v == "2"), default=None)
-    assert not failures, failures[:3]
-    assert first_v2 is not None, "version 2 never answered"
-    seconds = first_v2 - published
-    noticed = _load_started(server, f"loading: {model}:2") - published_wall
-    print(f"\nversion 2 loading {noticed:.1f} s and answering {seconds:.1f} s after publish (poll {POLL_SECS} s), {len(answers)} requests, 0 failed")
-    # noticed within two poll periods; answering after the load of one small Python model
-    assert noticed <= 2 * POLL_SECS + 1
-    assert seconds <= 2 * POLL_SECS + 10  # a Python stub starts in 2-6 s on a busy 2-core machine
-    assert {tuple(ids) for _, _, ids in answers} == {tuple(answers[0][2])}
+    after = read_manifest(s3_client(location), location, published["snapshot"])
+    assert not traffic.failures, traffic.failures[:3]
+    assert watcher.looks > 100 and watcher.seen <= manifest_states(before) | manifest_states(after), watcher.seen - manifest_states(before)
+    assert (model, frozenset((p, m["size"]) for p, m in after["models"][model]["files"].items())) in watcher.seen
+    first_v2 = min(t for t, v, _ in traffic.answers if v == "2")
+    seconds = first_v2 - switched
+    noticed = _load_started(server, f"loading: {model}:2") - switched_wall
+    log = server.log_path.read_text(errors="replace")
+    print(
+        f"\npublish took {switched - started:.1f} s (writes slowed); version 2 loading {noticed:.1f} s and answering "
+        f"{seconds:.1f} s after the switch (sync {SYNC_SECS:.0f} s, poll {POLL_SECS} s), {len(traffic.answers)} requests, 0 failed, "
+        f"{watcher.looks} looks at the served folder, {len(watcher.seen)} distinct model folders, all published ones"
+    )
+    assert switched - started > 2 * POLL_SECS  # the slow publish spanned several polls
+    assert noticed >= 0 and log.count(f"loading: {model}:2") == 1 and "failed to load" not in log
+    # noticed within a sync and two poll periods; answering after the load of one small Python model
+    assert noticed <= SYNC_SECS + 2 * POLL_SECS + 1
+    assert seconds <= SYNC_SECS + 2 * POLL_SECS + 10  # a Python stub starts in 2-6 s on a busy 2-core machine
+    assert {tuple(ids) for _, _, ids in traffic.answers} == {tuple(traffic.answers[0][2])}
     wanted = {"1": "UNAVAILABLE", "2": "READY"}  # once the old version has finished its unload
     wait_until(lambda: _index_versions(server, model) == wanted, 20, lambda: f"versions {_index_versions(server, model)}")
 
 
-def test_missing_bucket_is_a_clear_error_not_a_hang(s3):
+def test_object_store_outage_leaves_the_served_models_serving(tmp_path, no_bytecode):
+    """The object store goes away (its process stopped) under traffic. A
+    server on the synced folder answers every request and the sync reports
+    the outage; the same server polling s3:// itself, measured beside it,
+    unloads the model (Triton 2.51 counts an unlistable repository as an
+    empty one): the reason the server polls a local folder."""
+    store = MotoServer(tmp_path / "moto.log").start()
+    direct = None
+    try:
+        store.create_bucket(BUCKET)
+        url = store.url(BUCKET, "outage")
+        published = publish(url, MODEL_REPOSITORY, ["text2ids"])
+        with served_by_sync(url, tmp_path / "served") as (sync, server):
+            direct = TritonServer(repositories=[published["url"]], poll_secs=POLL_SECS, log_path=tmp_path / "direct.log").start(timeout=300)
+            with Traffic(server, "text2ids") as traffic:
+                time.sleep(1.0)
+                store.process.terminate()
+                store.process.wait(10)
+                down = time.monotonic()
+                wait_until(lambda: len(sync.errors) >= 2, 30, "the sync never noticed the outage")
+                # the server's own S3 client retries for about 30 s before its poll gives up
+                wait_until(lambda: requests.post(f"http://{direct.http_url}/v2/models/text2ids/infer", json=PAYLOAD, timeout=10).status_code != 200, 60)
+                time.sleep(POLL_SECS)
+            served = sum(1 for t, _, _ in traffic.answers if t > down)
+            assert not traffic.failures, traffic.failures[:3]
+            assert served > 0 and server.is_ready() and sync.snapshot == published["snapshot"]
+            print(f"\nobject store down {time.monotonic() - down:.0f} s: {served} requests answered from the synced folder, 0 failed; "
+                  f"sync errors: {len(sync.errors)}; tritonserver polling s3:// itself unloaded text2ids")
+            assert "successfully unloaded 'text2ids'" in (tmp_path / "direct.log").read_text(errors="replace")
+    finally:
+        if direct is not None:
+            direct.stop()
+        store.stop()
+
+
+def test_missing_bucket_is_a_clear_error_not_a_hang(s3, tmp_path):
     started = time.monotonic()
     with pytest.raises(ServerStartError, match="bucket 'no-such-bucket' does not exist"):
         TritonServer(repositories=[s3.url("no-such-bucket", "repo")]).start(timeout=60)
     with pytest.raises(ServerStartError, match="is empty: publish it first"):
         TritonServer(repositories=[s3.url(BUCKET, "nothing-here")]).start(timeout=60)
+    s3_client(parse_s3_url(s3.url(BUCKET, ""))).put_object(Bucket=BUCKET, Key="by-hand/text2ids/config.pbtxt", Body=b"")
+    with pytest.raises(ServerStartError, match=f"holds no {POINTER}: it was not published by `make publish"):
+        TritonServer(repositories=[s3.url(BUCKET, "by-hand")]).start(timeout=60)
+    with pytest.raises(StorageError, match=f"nothing published at .*no {POINTER}"):
+        RepositorySync(s3.url(BUCKET, "by-hand"), tmp_path / "served").sync_once()
+    # a published root moves: the server is told to follow it through the sync
+    repository = tmp_path / "repo"
+    shutil.copytree(MODEL_REPOSITORY / "text2ids", repository / "text2ids", ignore=shutil.ignore_patterns("__pycache__"))
+    published = publish(s3.url(BUCKET, "root"), repository, log=lambda line: None)
+    with pytest.raises(ServerStartError, match=rf"is a published repository .* runtime.repository_sync .* serve the snapshot {published['url']}"):
+        TritonServer(repositories=[s3.url(BUCKET, "root")]).start(timeout=60)
     assert time.monotonic() - started < 30
 
 
