@@ -6,7 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from runtime.paths import REPO_ROOT as ROOT
+
 DOCKERFILE = (ROOT / "docker" / "Dockerfile").read_text()
 
 # nvidia-pytriton release -> the Triton release (container tag) its wheel ships

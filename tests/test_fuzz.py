@@ -23,7 +23,7 @@ from triton_helpers import make_inputs
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
 from clients.common import encoded_bytes_tensor
-from perf.soak import stubs_of
+from runtime.watchdog import server_stubs
 from testsets import images
 from testsets.entries import entries
 
@@ -140,7 +140,7 @@ def clients(triton):
 
 
 def test_fuzz_every_entry_model(triton, clients):
-    stubs_before = stubs_of(triton.process.pid)
+    stubs_before = [stub for stub in server_stubs(triton.process.pid) if not stub.zombie]
     started = time.monotonic()
 
     @settings(
@@ -172,7 +172,7 @@ def test_fuzz_every_entry_model(triton, clients):
     seconds = time.monotonic() - started
     print(f"\nfuzz: {tried['requests']} requests in {seconds:.0f} s: {tried['answered']} answered, {tried['refused']} refused")
     # no stub died, the server and every model are READY, and each entry model still answers
-    died = sorted(argv[-2] for pid, argv in stubs_before.items() if not os.path.exists(f"/proc/{pid}"))
+    died = sorted(stub.instance for stub in stubs_before if not os.path.exists(f"/proc/{stub.pid}"))
     assert not died, f"stubs died while fuzzing: {died}"
     assert triton.is_ready()
     assert all(m.get("state") == "READY" for m in triton.model_states())

@@ -135,3 +135,33 @@ def test_watchdog_names_a_stub_that_dies_before_its_first_poll(tmp_path):
     assert lines and "stub of model 'fake_model' died (fake_model_0_0" in lines[0], lines
     # nothing listens there: the reload is reported as failed, not hung
     assert watchdog.recoveries and watchdog.recoveries[0]["model"] == "fake_model" and not watchdog.recoveries[0]["ok"]
+
+
+def test_server_stubs_finds_a_stub_whose_server_has_exited(tmp_path):
+    """One listing serves the watchdog, the launcher's clean-up and the soak:
+    a stub outliving its server (reparented) is still found by that server's pid."""
+    from runtime.watchdog import STUB_BINARY, server_stubs
+
+    stub = tmp_path / STUB_BINARY
+    stub.symlink_to(sys.executable)
+    model_file = tmp_path / "repo" / "orphan_model" / "1" / "model.py"
+    model_file.parent.mkdir(parents=True)
+    model_file.write_text("import time\ntime.sleep(60)\n")
+    # a stand-in server: starts the stand-in stub with its own pid as the parent argument, then exits
+    launch = (
+        "import os, subprocess, sys; "
+        "child = subprocess.Popen([sys.argv[1], sys.argv[2], 'triton_region', '1', '1', str(os.getpid()), 'dir', '0', 'orphan_model_0_0'], "
+        "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
+        "print(os.getpid(), child.pid)"
+    )
+    done = subprocess.run([sys.executable, "-c", launch, str(stub), str(model_file)], capture_output=True, text=True, check=True, timeout=30)
+    server_pid, stub_pid = (int(word) for word in done.stdout.split())
+    try:
+        deadline = time.monotonic() + 10
+        while not (found := server_stubs(server_pid)):
+            assert time.monotonic() < deadline, "the orphaned stand-in stub was not found"
+            time.sleep(0.05)
+        assert [(s.pid, s.model, s.instance, s.zombie, s.region) for s in found] == [(stub_pid, "orphan_model", "orphan_model_0_0", False, "triton_region")]
+        assert server_stubs(os.getpid()) == []  # not a stub of this process
+    finally:
+        os.kill(stub_pid, signal.SIGKILL)
