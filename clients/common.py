@@ -62,6 +62,7 @@ PICTURE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 def protocol_module(protocol: str):
+    # only the protocol used is imported: the other pulls its own stack (gevent, grpc)
     if protocol == "http":
         import tritonclient.http as module
     elif protocol == "grpc":
@@ -83,7 +84,7 @@ class Tls:
     certificate_chain: str | None = None
 
     def http_context_factory(self):
-        import gevent.ssl
+        import gevent.ssl  # with tritonclient.http only, as in protocol_module
 
         def factory():
             context = gevent.ssl.create_default_context(cafile=self.root_certificates)

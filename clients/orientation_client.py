@@ -15,6 +15,8 @@ import json
 import sys
 from pathlib import Path
 
+from tritonclient.utils import InferenceServerException
+
 from clients.common import Tls, add_connection_arguments, connect, tls_from_args, error_message, make_inputs, picture_files, picture_request
 
 MODEL = "orientation"
@@ -53,9 +55,6 @@ def main(argv=None) -> int:
     add_connection_arguments(parser)
     parser.add_argument("--top-k", type=int, default=1, choices=range(1, NUM_LABELS + 1), metavar=f"1..{NUM_LABELS}")
     args = parser.parse_args(argv)
-
-    from tritonclient.utils import InferenceServerException
-
     client = OrientationClient(args.url, args.protocol, tls=tls_from_args(args))
     failed = 0
     try:

@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass, fields
 from typing import Sequence
 
+import tritonclient.http as httpclient
+
 
 @dataclass(frozen=True)
 class ModelStats:
@@ -59,8 +61,6 @@ def read(client, model: str) -> ModelStats:
 
 
 def read_all(url: str, models: Sequence[str]) -> dict[str, ModelStats]:
-    import tritonclient.http as httpclient
-
     client = httpclient.InferenceServerClient(url)
     try:
         return {model: read(client, model) for model in models}

@@ -16,14 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import onnx
 from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
 
 from lint import pbtxt
-
-try:
-    from tritonclient.grpc import model_config_pb2 as mc
-except ImportError as error:  # pragma: no cover - dev requirement
-    raise SystemExit("the linter needs tritonclient[grpc] (requirements/dev.txt)") from error
+from lint.engine_configs import ENGINES, engine_config
 
 # Python-based backends of this repository and the file their version folder holds.
 BACKEND_FILES = {
@@ -382,8 +380,6 @@ def check_onnx(entry: ModelEntry) -> list[Finding]:
         model_path = version / (entry.model_file() or "model.onnx")
         if not model_path.exists():
             continue  # reported by check_basics
-        import onnx
-
         try:
             graph = onnx.load(str(model_path), load_external_data=False).graph
         except Exception as error:  # not an ONNX protobuf (truncated, a placeholder file)
@@ -473,8 +469,6 @@ def check_openvino(entry: ModelEntry) -> list[Finding]:
 def check_engine_config(entry: ModelEntry, base: ModelEntry) -> list[Finding]:
     """configs/onnxruntime.pbtxt and configs/openvino.pbtxt are derived from
     config.pbtxt (lint/engine_configs.py): one that differs has drifted."""
-    from lint.engine_configs import ENGINES, engine_config
-
     if entry.custom_name not in ENGINES:
         return []
     path = Path(entry.config_path)

@@ -12,25 +12,25 @@ import re
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from google.protobuf import json_format, text_format
+
+try:
+    from tritonclient.grpc import model_config_pb2 as mc
+except ImportError as error:  # pragma: no cover - dev requirement
+    raise SystemExit("reading model configs needs tritonclient[grpc] (requirements/dev.txt)") from error
+
 
 def parse(text: str):
     """config text -> inference.ModelConfig (google.protobuf ParseError when invalid)."""
-    from google.protobuf import text_format
-    from tritonclient.grpc import model_config_pb2 as mc
-
     return text_format.Parse(text, mc.ModelConfig())
 
 
 def as_json(config) -> dict:
     """A ModelConfig as the dict Triton hands a Python model (args["model_config"])."""
-    from google.protobuf import json_format
-
     return json.loads(json_format.MessageToJson(config, preserving_proto_field_name=True))
 
 
 def to_text(config) -> str:
-    from google.protobuf import text_format
-
     return text_format.MessageToString(config)
 
 

@@ -23,6 +23,8 @@ class TorchCLIP:
     baselines of the benchmark. Pictures are RGB uint8 HxWx3."""
 
     def __init__(self, checkpoint: Path | str, threads: int | None = None):
+        # here, not at the top: torch and transformers take seconds to import,
+        # and the importers of this module's names (OUTPUT_NAME, TEXT_INPUTS) need neither
         import torch
         from transformers import AutoImageProcessor, CLIPModel, CLIPTokenizer
 
@@ -40,7 +42,7 @@ class TorchCLIP:
         return {name: encoded[name].astype(np.int64) for name in TEXT_INPUTS}
 
     def embed_images(self, images: Sequence) -> np.ndarray:
-        import torch
+        import torch  # as in __init__
 
         pixels = torch.from_numpy(np.ascontiguousarray(self.pixel_values(images), dtype=np.float32))
         with torch.inference_mode():
@@ -48,7 +50,7 @@ class TorchCLIP:
         return l2_normalize(features.numpy())
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
-        import torch
+        import torch  # as in __init__
 
         encoded = {name: torch.from_numpy(array) for name, array in self.tokenize(texts).items()}
         with torch.inference_mode():

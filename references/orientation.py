@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import onnxruntime as ort
 
 from pipelines.image import orientation
 from pipelines.image.decode import decode_image
@@ -39,8 +40,6 @@ def labels_text() -> str:
 
 def model_labels(path: str | Path) -> list[str]:
     """Labels stored in the ONNX metadata (key `character`), to check against `LABELS`."""
-    import onnxruntime as ort
-
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return session.get_modelmeta().custom_metadata_map["character"].splitlines()
 
@@ -66,8 +65,6 @@ class OrientationClassifier:
     """`__call__(list of encoded bytes) -> list of (label, probability) or ValueError`."""
 
     def __init__(self, path: str | Path | None = None, threads: int = 0):
-        import onnxruntime as ort
-
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads

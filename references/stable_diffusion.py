@@ -4,6 +4,7 @@ checkpoint (checkpoints/stable_diffusion): the reference the tests compare
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Sequence
 
@@ -12,6 +13,8 @@ import numpy as np
 
 class DiffusersSD:
     def __init__(self, checkpoint: Path | str, threads: int | None = None, scheduler: str | None = None):
+        # here, not at the top: diffusers and torch take seconds to import,
+        # and the importers of this module's names need neither
         import diffusers
         import torch
 
@@ -35,9 +38,7 @@ class DiffusersSD:
         width: int | None = None,
     ) -> np.ndarray:
         """uint8 [N, H, W, 3]: output_type="np", then (x * 255).round()."""
-        import copy
-
-        import torch
+        import torch  # as in __init__
 
         # a scheduler of its own per call: its state changes every step, and
         # a threaded server calls this from several threads at once

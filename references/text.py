@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import onnxruntime as ort
 
 from pipelines.text.pooling import l2_normalize, mean_pool
 from pipelines.text.tokenizer import SentenceTokenizer
@@ -27,8 +28,6 @@ class OnnxSentenceEncoder:
     """Tokenise, encode (onnxruntime), mean-pool, normalise, in this process."""
 
     def __init__(self, onnx_path: Path | str, tokenizer_dir: Path | str, threads: int | None = None):
-        import onnxruntime as ort
-
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads

@@ -170,7 +170,7 @@ def document_samples() -> list[Sample]:
 
 def skimage_samples() -> list[Sample]:
     """scikit-image's bundled pictures (no download); [] without scikit-image."""
-    try:
+    try:  # optional (requirements/dev.txt): the other samples are drawn here
         from skimage import data
     except ImportError:
         return []

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from PIL import Image
 
 from pipelines.image.decode import check_picture
 from pipelines.image.lut import apply_tables, channel_tables
@@ -120,8 +121,6 @@ def center_crop(image: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def resize_and_crop(image: np.ndarray, spec: ImageProcessorSpec) -> np.ndarray:
     """Steps 2-3 on one RGB uint8 HxWx3 picture -> uint8 hxwx3."""
-    from PIL import Image
-
     check_picture(image, aspect_ratio_limit=spec.do_resize and "shortest_edge" in spec.size)
     if spec.do_resize:
         height, width = resize_target(image.shape[0], image.shape[1], spec.size)
@@ -170,7 +169,5 @@ def reference_pixel_values(processor, images: Sequence) -> np.ndarray:
     """transformers' own processor on RGB uint8 pictures (or PIL images):
     its `pixel_values`. Arrays go in as PIL images, since transformers would
     take a picture 3 pixels high for a channels-first one."""
-    from PIL import Image
-
     pictures = [Image.fromarray(image) if isinstance(image, np.ndarray) else image for image in images]
     return processor(images=pictures, return_tensors="np")["pixel_values"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import cv2
 import numpy as np
 
 
@@ -26,8 +27,6 @@ def apply_tables(pixels: np.ndarray, tables: np.ndarray) -> np.ndarray:
     """uint8 [N, h, w, C] -> float32 [N, C, h, w] (channels first): OpenCV
     splits each picture into planes (numpy's transposing copy of the bytes
     took 6x longer), then its LUT fills each plane of the output."""
-    import cv2
-
     n, h, w, c = pixels.shape
     pixels = np.ascontiguousarray(pixels)
     out = np.empty((n, c, h, w), dtype=np.float32)

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import cv2
 import numpy as np
 
 from pipelines.image.decode import check_picture
@@ -61,8 +62,6 @@ STD = np.array([0.229, 0.224, 0.225], dtype=np.float32).reshape(1, 1, 3)
 
 
 def resize_short(image: np.ndarray) -> np.ndarray:
-    import cv2
-
     height, width = image.shape[:2]
     percent = float(RESIZE_SHORT) / min(width, height)
     size = (int(round(width * percent)), int(round(height * percent)))

@@ -129,7 +129,7 @@ def parse_job(tensors: dict, params: PipelineParams, settings: Settings, max_ste
     return Job(prompts, negative, steps, guidance, seed, sizes["height"], sizes["width"], preview_every)
 
 
-class Networks(Protocol):
+class DiffusionNetworks(Protocol):
     """The three network models, called with batched numpy arrays."""
 
     def text_encoder(self, input_ids: np.ndarray) -> np.ndarray: ...
@@ -140,7 +140,7 @@ class Networks(Protocol):
 
 
 class BlsNetworks:
-    """Networks as BLS calls to sd_text_encoder, sd_unet, sd_vae_decoder
+    """DiffusionNetworks as BLS calls to sd_text_encoder, sd_unet, sd_vae_decoder
     (blocking: each request runs on its own thread or instance, and the
     dynamic batchers join the calls of concurrent requests). With
     `unet_split` > 1 a step's UNet batch goes out as that many calls at once,
@@ -188,7 +188,9 @@ StepCallback = Callable[[int, np.ndarray | None], None]
 
 
 class StableDiffusion:
-    def __init__(self, version_dir: Path, networks: Networks, settings: Settings = Settings()):
+    def __init__(self, version_dir: Path, networks: DiffusionNetworks, settings: Settings = Settings()):
+        # diffusers and torch only where the pipeline runs: the serving
+        # requirements (requirements/serve.txt) leave them out
         import diffusers
 
         version_dir = Path(version_dir)
@@ -219,7 +221,7 @@ class StableDiffusion:
 
     def generate(self, job: Job, on_step: StepCallback | None = None, cancelled: Callable[[], bool] | None = None) -> np.ndarray | None:
         """uint8 [N, H, W, 3], or None when `cancelled()` turned true."""
-        import torch
+        import torch  # as in __init__
         from diffusers.utils.torch_utils import randn_tensor
 
         hidden = self.encode(job)

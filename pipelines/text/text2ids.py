@@ -8,12 +8,11 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from tokenizers import normalizers, pre_tokenizers
 
 
 class Text2Ids:
     def __init__(self, vocab_path: Path | str, unk_token: str = "[UNK]"):
-        from tokenizers import normalizers, pre_tokenizers
-
         words = Path(vocab_path).read_text(encoding="utf-8").splitlines()
         self.vocab = {word: index for index, word in enumerate(words)}
         if unk_token not in self.vocab:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from tokenizers import Tokenizer
 
 DEFAULT_MAX_SEQ_LENGTH = 256
 
@@ -43,8 +44,6 @@ class Encoded:
 
 class SentenceTokenizer:
     def __init__(self, model_dir: Path | str):
-        from tokenizers import Tokenizer
-
         model_dir = Path(model_dir)
         self.max_length = max_seq_length(model_dir)
         self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
