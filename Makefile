@@ -57,7 +57,7 @@ help:
 	@echo "make export  produce the model files that are missing or out of date (python -m export --list)"
 	@echo "make perf    perf_analyzer suites beside their baselines, tables and plots in perf/results/ (PERF_ARGS=...)"
 	@echo "make model-analyzer  Triton Model Analyzer instance/thread/engine sweeps of single networks (MA_ARGS=...)"
-	@echo "make publish upload the model repository to object storage and verify it (REPOSITORY_URL=s3://[host:port/]bucket/prefix)"
+	@echo "make publish publish the model repository to object storage as a verified snapshot and serve it (REPOSITORY_URL=s3://[host:port/]bucket/prefix)"
 	@echo "make serve MODEL_REPOSITORY=s3://... [REPOSITORY_POLL_SECS=30]   serve from object storage (gs:// as:// too)"
 	@echo "make ui      the web page against a running server (UI_PORT=$(UI_PORT) TRITON_URL=$(TRITON_URL) UI_AUTH= TRITON_SSL=...; docs/ui.md)"
 	@echo "make demo    the server and the page together; prints the page's URL when every model is READY"
@@ -90,7 +90,8 @@ serve: $(if $(MODEL_REPOSITORY),$(SETUP_STAMP),export) backends $(if $(filter je
 		$(if $(MODEL_REPOSITORY),--model-repository $(MODEL_REPOSITORY)) \
 		$(if $(REPOSITORY_POLL_SECS),--repository-poll-secs $(REPOSITORY_POLL_SECS))
 
-# Lint, upload every model folder to REPOSITORY_URL (s3://[host:port/]bucket/prefix), verify.
+# Lint, then publish every model folder to REPOSITORY_URL (s3://[host:port/]bucket/prefix) as a new
+# snapshot, verified (SHA-256) before current.json switches to it (docs/deployment.md).
 publish:
 	@test -n "$(REPOSITORY_URL)" || { echo "usage: make publish REPOSITORY_URL=s3://bucket/prefix"; exit 2; }
 	@$(MAKE) --no-print-directory lint
