@@ -297,6 +297,7 @@ def test_root_filesystems_are_read_only_and_writes_go_to_volumes(base, kserve):
     assert {"/tmp", "/dev/shm", "/models"} <= mounts.keys() and mounts["/models"].get("readOnly") is True
     env = _container_env(server, base)
     assert env["MODEL_REPOSITORY"].startswith("/models/") and all(env[k].startswith("/tmp/") for k in env if k.endswith("_KEY_FILE"))
+    assert env["HOME"] == "/tmp"  # caches under ~ land on the volume
     sync_mounts = {m["mountPath"]: m for m in _sync_container(pod)["volumeMounts"]}
     assert sync_mounts["/models"]["name"] == mounts["/models"]["name"] and not sync_mounts["/models"].get("readOnly")
     runtime = one(kserve, "ServingRuntime")["spec"]
@@ -304,6 +305,7 @@ def test_root_filesystems_are_read_only_and_writes_go_to_volumes(base, kserve):
     (container,) = runtime["containers"]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert {m["mountPath"] for m in container["volumeMounts"] if "emptyDir" in kserve_volumes[m["name"]]} == {"/tmp", "/dev/shm"}
+    assert {e["name"]: e.get("value") for e in container["env"]}["HOME"] == "/tmp"
 
 
 def test_kserve_prometheus_annotations_are_where_kserve_reads_them(kserve):
