@@ -13,15 +13,15 @@ import time
 from pathlib import Path
 
 import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper
 
-from export.common.cli import ExportArguments, finish
+from export.common.cli import ExportArguments, done
 from references.datatypes import CASES, reference_outputs
 
 
 def build_graph():
-    import onnx
-    from onnx import TensorProto, helper
-
     onnx_types = {
         "float32": TensorProto.FLOAT,
         "float16": TensorProto.FLOAT16,
@@ -51,8 +51,6 @@ def build_graph():
 
 
 def check(path: Path) -> str:
-    import onnxruntime as ort
-
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
     feeds = {}
@@ -70,17 +68,12 @@ def check(path: Path) -> str:
 
 
 def main(argv=None) -> int:
-    import onnx
-
     args = ExportArguments("datatypes_onnx", __doc__.splitlines()[0], "the graph built here").parse(argv)
     started = time.monotonic()
     path = args.output_dir / "datatypes_onnx" / "1" / "model.onnx"
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(build_graph(), str(path))
-    summary = check(path)
-    print(summary)
-    finish(args, "datatypes_onnx", started, summary)
-    return 0
+    return done(args, started, check(path))
 
 
 if __name__ == "__main__":

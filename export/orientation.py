@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from export.common.cli import ExportArguments, finish
+from export.common.cli import ExportArguments, done
 from pipelines.image import orientation
 from references.orientation import OrientationClassifier, labels_text, model_labels, model_path
 from testsets.images import encode, render_page, turn
@@ -70,10 +70,7 @@ def main(argv=None) -> int:
     digest = hashlib.sha256(target.read_bytes()).hexdigest()
     print(f"copied {source} -> {target} ({target.stat().st_size} bytes, sha256 {digest})")
     (model_dir / "labels.txt").write_text(labels_text())
-    summary = check(target)
-    print(summary)
-    finish(args, "orientation", started, summary)
-    return 0
+    return done(args, started, check(target))
 
 
 if __name__ == "__main__":

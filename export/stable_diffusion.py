@@ -23,21 +23,27 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
+from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-from export.common.cli import ExportArguments, export_onnx, fill_checkpoint, finish
+from export.common.checkpoints import copy_checkpoint_files, fill_checkpoint, save_seeded
+from export.common.cli import ExportArguments, done
 from export.common.clip_tokenizer import CONTEXT_LENGTH, TOKENIZER_FILES, VOCAB_SIZE, build_tokenizer
 from export.common.formats import Profile, place_network, run_tensorrt_plan
-from export.common.onnx_files import move_onnx
+from export.common.networks import Forward, export_onnx, run_onnx, staged_onnx
 from export.common.ort_fusion import FUSED_FILENAME, fuse_for_onnxruntime_cpu
+from lint.pbtxt import edit_config
 from pipelines.stable_diffusion.params import PIPELINE_FILE, SCHEDULER_FILE, TOKENIZER_DIR, PipelineParams
 from pipelines.stable_diffusion.tokens import PromptTokenizer
-from lint.pbtxt import edit_config
 
 SEED = 0
+SEEDED_NAME = "seeded tiny Stable Diffusion (export/stable_diffusion.py SEEDED_*)"
 BLS_MODELS = ("stable_diffusion", "stable_diffusion_stream")
 COMPONENTS = ("text_encoder", "tokenizer", "unet", "vae", "scheduler")
 
@@ -87,16 +93,11 @@ SEEDED_SCHEDULER = dict(
 )
 
 
-def seeded_checkpoint(target: Path, seed: int = SEED, text_encoder: dict | None = None, unet: dict | None = None, vae: dict | None = None) -> Path:
-    """A StableDiffusionPipeline of the SEEDED_* configs (or the ones given)
-    with weights drawn after torch.manual_seed(seed), saved as diffusers saves it."""
-    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-
-    torch.manual_seed(seed)
-    unet_model = UNet2DConditionModel(**(unet or SEEDED_UNET))
-    vae_model = AutoencoderKL(**(vae or SEEDED_VAE))
-    text_model = CLIPTextModel(CLIPTextConfig(**(text_encoder or SEEDED_TEXT_ENCODER)))
+def seeded_pipeline(text_encoder: dict, unet: dict, vae: dict) -> list:
+    """A StableDiffusionPipeline of these configs (weights from torch's current seed)."""
+    unet_model = UNet2DConditionModel(**unet)
+    vae_model = AutoencoderKL(**vae)
+    text_model = CLIPTextModel(CLIPTextConfig(**text_encoder))
     with tempfile.TemporaryDirectory() as scratch:
         build_tokenizer(Path(scratch))
         tokenizer = CLIPTokenizer.from_pretrained(scratch)
@@ -110,79 +111,56 @@ def seeded_checkpoint(target: Path, seed: int = SEED, text_encoder: dict | None 
         feature_extractor=None,
         requires_safety_checker=False,
     )
-    target.mkdir(parents=True, exist_ok=True)
-    pipe.save_pretrained(str(target))
-    return target
+    return [pipe]
+
+
+def seeded_checkpoint(target: Path, seed: int = SEED, text_encoder: dict | None = None, unet: dict | None = None, vae: dict | None = None) -> Path:
+    """A StableDiffusionPipeline of the SEEDED_* configs (or the ones given)
+    with weights drawn after torch.manual_seed(seed), saved as diffusers saves it."""
+    parts = partial(seeded_pipeline, text_encoder or SEEDED_TEXT_ENCODER, unet or SEEDED_UNET, vae or SEEDED_VAE)
+    return save_seeded(target, seed, parts)
 
 
 def copy_checkpoint(source: Path, target: Path) -> Path:
     """The components the pipeline uses (no safety checker) into `target`."""
-    source = Path(source)
-    missing = [name for name in COMPONENTS if not (source / name).is_dir()]
-    if missing:
-        raise FileNotFoundError(f"{source} is not a diffusers Stable Diffusion checkpoint: {', '.join(missing)} missing")
-    target.mkdir(parents=True, exist_ok=True)
-    for name in COMPONENTS:
-        shutil.copytree(source / name, target / name)
-    index = json.loads((source / "model_index.json").read_text()) if (source / "model_index.json").exists() else {}
+    copy_checkpoint_files(source, target, "diffusers Stable Diffusion", COMPONENTS)
+    index_file = Path(source) / "model_index.json"
+    index = json.loads(index_file.read_text()) if index_file.exists() else {}
     index = {key: value for key, value in index.items() if key.startswith("_") or key in COMPONENTS}
     index.setdefault("_class_name", "StableDiffusionPipeline")
     index.update(safety_checker=[None, None], feature_extractor=[None, None], requires_safety_checker=False)
     (target / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
     if not (target / "tokenizer" / "tokenizer.json").exists():  # a slow-tokenizer-only checkpoint: save the fast one
-        from transformers import CLIPTokenizer
-
         CLIPTokenizer.from_pretrained(str(target / "tokenizer")).save_pretrained(str(target / "tokenizer"))
     return target
 
 
 def load_pipeline(checkpoint: Path):
     """diffusers' StableDiffusionPipeline of the kept checkpoint, on the CPU in FP32."""
-    from diffusers import StableDiffusionPipeline
-
     return StableDiffusionPipeline.from_pretrained(
         str(checkpoint), safety_checker=None, feature_extractor=None, requires_safety_checker=False, dtype=torch.float32
     )
 
 
-class TextEncoder(torch.nn.Module):
+def text_hidden_states(text_encoder, input_ids):
     """CLIPTextModel's last_hidden_state, as diffusers' encode_prompt takes it (no attention mask)."""
-
-    def __init__(self, text_encoder):
-        super().__init__()
-        self.text_encoder = text_encoder
-
-    def forward(self, input_ids):
-        return self.text_encoder(input_ids.to(torch.int64))[0]
+    return text_encoder(input_ids.to(torch.int64))[0]
 
 
-class Unet(torch.nn.Module):
-    """The noise prediction; one timestep per batch item ([B, 1])."""
-
-    def __init__(self, unet):
-        super().__init__()
-        self.unet = unet
-
-    def forward(self, sample, timestep, encoder_hidden_states):
-        return self.unet(sample, timestep.reshape(-1), encoder_hidden_states, return_dict=False)[0]
+def noise_prediction(unet, sample, timestep, encoder_hidden_states):
+    """The UNet's noise prediction; one timestep per batch item ([B, 1])."""
+    return unet(sample, timestep.reshape(-1), encoder_hidden_states, return_dict=False)[0]
 
 
-class VaeDecoder(torch.nn.Module):
+def decoded_pixels(vae, latent_sample):
     """AutoencoderKL.decode (post-quant conv + decoder) of already unscaled latents."""
-
-    def __init__(self, vae):
-        super().__init__()
-        self.vae = vae
-
-    def forward(self, latent_sample):
-        return self.vae.decode(latent_sample, return_dict=False)[0]
+    return vae.decode(latent_sample, return_dict=False)[0]
 
 
 MAX_REL_DIFF = 1e-3
 """Max |onnx - torch| over max |torch|, per network, on random inputs."""
 # ONNX Runtime's CPU fusions (export/common/ort_fusion.py), written beside model.onnx for
-# the networks where they pay: the LARGE UNet's attention at 32x32 latents, 1.13x per call
-# (perf/results/engines_notes.md)
+# the networks where they pay (the LARGE UNet's attention: docs/engines.md)
 ORT_FUSIONS = {"sd_unet": "unet"}
 
 
@@ -195,20 +173,35 @@ def check_prompts() -> list[str]:
     return ["", "a photo of an astronaut riding a horse", "Ein Foto eines Hundes", "一张猫的照片", "🚀 rocket launch", long_prompt]
 
 
-def main(argv=None) -> int:
-    args = ExportArguments("stable_diffusion", __doc__.splitlines()[0], "a seeded tiny Stable Diffusion", checkpoint=True).parse(argv)
-    started = time.monotonic()
-    repo = args.output_dir
-    checkpoint = args.checkpoint_dir
-    origin = fill_checkpoint(args.source, checkpoint, seeded_checkpoint, copy_checkpoint, "seeded tiny Stable Diffusion (export/stable_diffusion.py SEEDED_*)")
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    pipe = load_pipeline(checkpoint)
-    params = PipelineParams.from_pipeline(pipe)
-    dim = int(pipe.text_encoder.config.hidden_size)
-    channels = params.latent_channels
-    latent_h, latent_w = params.default_height // params.vae_scale_factor, params.default_width // params.vae_scale_factor
+@dataclass
+class Network:
+    """One network to export: the module, its inputs (in order), output and
+    dynamic axes, its TensorRT profile; `checks`: the (inputs, torch's
+    output) pairs its ONNX file must match, at a second size too where the
+    spatial axes are dynamic."""
 
-    # the served tokenizer gives the ids diffusers' encode_prompt gives
+    module: torch.nn.Module
+    feeds: dict[str, np.ndarray]
+    output: str
+    dynamic_axes: dict
+    profile: dict[str, Profile]
+    spatial: bool = False
+    checks: list[tuple[dict, np.ndarray]] = field(init=False)
+
+    def __post_init__(self):
+        sizes = [self.feeds]
+        if self.spatial:
+            sizes.append({name: np.ascontiguousarray(a[:, :, : a.shape[2] // 2, : a.shape[3] // 2] if a.ndim == 4 else a) for name, a in self.feeds.items()})
+        self.module.eval()
+        with torch.inference_mode():
+            self.checks = [(feeds, self.module(*(torch.from_numpy(a) for a in feeds.values())).numpy()) for feeds in sizes]
+
+    def diff_to_torch(self, path: Path) -> float:
+        return max(relative_diff(run_onnx(path, feeds, [self.output])[0], expected) for feeds, expected in self.checks)
+
+
+def place_bls_files(repo: Path, checkpoint: Path, params: PipelineParams) -> None:
+    """The tokenizer, scheduler config and pipeline.json of both BLS models' version folders."""
     for model_name in BLS_MODELS:
         version_dir = repo / model_name / "1"
         tokenizer_dir = version_dir / TOKENIZER_DIR
@@ -217,107 +210,121 @@ def main(argv=None) -> int:
             shutil.copyfile(checkpoint / "tokenizer" / name, tokenizer_dir / name)
         shutil.copyfile(checkpoint / "scheduler" / SCHEDULER_FILE, version_dir / SCHEDULER_FILE)
         (version_dir / PIPELINE_FILE).write_text(params.to_json())
-    prompts = check_prompts()
+
+
+def checked_token_ids(repo: Path, pipe, prompts: list[str]) -> np.ndarray:
+    """The served tokenizer's ids, equal to those diffusers' encode_prompt gives."""
     ours = PromptTokenizer(repo / BLS_MODELS[0] / "1" / TOKENIZER_DIR)(prompts)
     theirs = pipe.tokenizer(prompts, padding="max_length", max_length=pipe.tokenizer.model_max_length, truncation=True, return_tensors="np").input_ids
     if not np.array_equal(ours, theirs):
-        print("export check failed: the served tokenizer's ids differ from diffusers' (CLIPTokenizer, padding max_length)", file=sys.stderr)
-        return 1
+        raise SystemExit("export check failed: the served tokenizer's ids differ from diffusers' (CLIPTokenizer, padding max_length)")
+    return theirs
 
-    import onnxruntime as ort
 
+def diffusion_networks(pipe, params: PipelineParams, token_ids: np.ndarray) -> dict[str, Network]:
+    """The three networks, on random inputs of the checkpoint's sizes."""
+    dim, channels = int(pipe.text_encoder.config.hidden_size), params.latent_channels
+    latent = (channels, params.default_height // params.vae_scale_factor, params.default_width // params.vae_scale_factor)
     generator = torch.Generator().manual_seed(SEED)
-    ids = theirs.astype(np.int32)
     hidden = torch.randn((2, CONTEXT_LENGTH, dim), generator=generator).numpy()
-    latents = torch.randn((2, channels, latent_h, latent_w), generator=generator).numpy()
-    timestep = np.array([[981.0], [1.0]], np.float32)
-    networks = {
-        "sd_text_encoder": (TextEncoder(pipe.text_encoder), {"input_ids": ids}, "last_hidden_state", {"input_ids": {0: "batch"}}),
-        "sd_unet": (
-            Unet(pipe.unet),
-            {"sample": latents, "timestep": timestep, "encoder_hidden_states": hidden},
-            "out_sample",
-            {"sample": {0: "batch", 2: "height", 3: "width"}, "timestep": {0: "batch"}, "encoder_hidden_states": {0: "batch"}},
+    latents = torch.randn((2, *latent), generator=generator).numpy()
+    spatial_axes = {0: "batch", 2: "height", 3: "width"}
+
+    def latent_profile(name: str, batch_max: int) -> dict[str, Profile]:
+        return {name: Profile((1, *latent), (batch_max // 2, *latent), (batch_max, *latent))}
+
+    return {
+        "sd_text_encoder": Network(
+            Forward(pipe.text_encoder, text_hidden_states),
+            {"input_ids": token_ids.astype(np.int32)},
+            "last_hidden_state",
+            {"input_ids": {0: "batch"}, "last_hidden_state": {0: "batch"}},
+            {"input_ids": Profile((1, CONTEXT_LENGTH), (2, CONTEXT_LENGTH), (16, CONTEXT_LENGTH))},
         ),
-        "sd_vae_decoder": (VaeDecoder(pipe.vae), {"latent_sample": latents}, "sample", {"latent_sample": {0: "batch", 2: "height", 3: "width"}}),
+        "sd_unet": Network(
+            Forward(pipe.unet, noise_prediction),
+            {"sample": latents, "timestep": np.array([[981.0], [1.0]], np.float32), "encoder_hidden_states": hidden},
+            "out_sample",
+            {"sample": spatial_axes, "timestep": {0: "batch"}, "encoder_hidden_states": {0: "batch"}, "out_sample": spatial_axes},
+            {
+                **latent_profile("sample", 16),
+                "timestep": Profile((1, 1), (8, 1), (16, 1)),
+                "encoder_hidden_states": Profile((1, CONTEXT_LENGTH, dim), (8, CONTEXT_LENGTH, dim), (16, CONTEXT_LENGTH, dim)),
+            },
+            spatial=True,
+        ),
+        "sd_vae_decoder": Network(
+            Forward(pipe.vae, decoded_pixels),
+            {"latent_sample": latents},
+            "sample",
+            {"latent_sample": spatial_axes, "sample": spatial_axes},
+            latent_profile("latent_sample", 8),
+            spatial=True,
+        ),
     }
-    report, expected_by_model = [], {}
-    for model_name, (module, feeds, output, dynamic) in networks.items():
-        module.eval()
-        with torch.inference_mode():
-            expected = module(*(torch.from_numpy(array) for array in feeds.values())).numpy()
-        expected_by_model[model_name] = expected
-        # another size: the spatial axes are dynamic
-        checks = [(feeds, expected)]
-        if model_name != "sd_text_encoder":
-            small = {name: np.ascontiguousarray(array[:, :, : latent_h // 2, : latent_w // 2] if array.ndim == 4 else array) for name, array in feeds.items()}
-            with torch.inference_mode():
-                checks.append((small, module(*(torch.from_numpy(a) for a in small.values())).numpy()))
 
-        def diff_to_torch(path: Path, output=output, checks=checks) -> float:
-            session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-            return max(relative_diff(session.run([output], check_feeds)[0], check_expected) for check_feeds, check_expected in checks)
 
-        with tempfile.TemporaryDirectory() as scratch:
-            staged = Path(scratch) / "model.onnx"
-            export_onnx(
-                module, feeds, staged, output, {**dynamic, output: {0: "batch", 2: "height", 3: "width"} if model_name != "sd_text_encoder" else {0: "batch"}}
-            )
-            staged_files = {staged: "model.onnx"}
-            diff = diff_to_torch(staged)
-            report.append(f"{model_name}: max relative |diff| {diff:.1e}")
-            if model_name in ORT_FUSIONS:
-                fused = Path(scratch) / FUSED_FILENAME
-                operators = fuse_for_onnxruntime_cpu(staged, fused, ORT_FUSIONS[model_name])
-                fused_diff = diff_to_torch(fused)
-                report.append(
-                    f"{model_name} {FUSED_FILENAME} ({', '.join(f'{n} {op}' for op, n in sorted(operators.items()))}): max relative |diff| {fused_diff:.1e}"
-                )
-                staged_files[fused] = FUSED_FILENAME
-                diff = max(diff, fused_diff)
-            if diff > MAX_REL_DIFF:
-                print(f"export check failed: {'; '.join(r for r in report if r.startswith(model_name))} (limit {MAX_REL_DIFF:g})", file=sys.stderr)
-                return 1
-            for path, name in staged_files.items():
-                move_onnx(path, repo / model_name / "1" / name)
+def export_network(repo: Path, model_name: str, network: Network) -> list[str]:
+    """model.onnx (and the fused model_ort.onnx where it pays), placed once they match torch; their lines of the summary."""
+    with staged_onnx(repo / model_name / "1") as scratch:
+        export_onnx(network.module, network.feeds, scratch / "model.onnx", network.output, network.dynamic_axes)
+        diff = network.diff_to_torch(scratch / "model.onnx")
+        report = [f"{model_name}: max relative |diff| {diff:.1e}"]
+        if model_name in ORT_FUSIONS:
+            operators = fuse_for_onnxruntime_cpu(scratch / "model.onnx", scratch / FUSED_FILENAME, ORT_FUSIONS[model_name])
+            fused_diff = network.diff_to_torch(scratch / FUSED_FILENAME)
+            fused = ", ".join(f"{n} {op}" for op, n in sorted(operators.items()))
+            report.append(f"{model_name} {FUSED_FILENAME} ({fused}): max relative |diff| {fused_diff:.1e}")
+            diff = max(diff, fused_diff)
+        if diff > MAX_REL_DIFF:
+            raise SystemExit(f"export check failed: {'; '.join(report)} (limit {MAX_REL_DIFF:g})")
+    return report
 
+
+def set_dims(repo: Path, channels: int, dim: int) -> None:
+    """The configs' hidden size and latent channels, the checkpoint's."""
     edit_config(repo / "sd_text_encoder" / "config.pbtxt", dims={"last_hidden_state": [-1, dim]})
     edit_config(repo / "sd_unet" / "config.pbtxt", dims={"sample": [channels, -1, -1], "encoder_hidden_states": [-1, dim], "out_sample": [channels, -1, -1]})
     edit_config(repo / "sd_vae_decoder" / "config.pbtxt", dims={"latent_sample": [channels, -1, -1]})
 
-    def latent_profile(name: str, batch_max: int) -> dict[str, Profile]:
-        return {name: Profile((1, channels, latent_h, latent_w), (batch_max // 2, channels, latent_h, latent_w), (batch_max, channels, latent_h, latent_w))}
 
-    profiles = {
-        "sd_text_encoder": {"input_ids": Profile((1, CONTEXT_LENGTH), (2, CONTEXT_LENGTH), (16, CONTEXT_LENGTH))},
-        "sd_unet": {
-            **latent_profile("sample", 16),
-            "timestep": Profile((1, 1), (8, 1), (16, 1)),
-            "encoder_hidden_states": Profile((1, CONTEXT_LENGTH, dim), (8, CONTEXT_LENGTH, dim), (16, CONTEXT_LENGTH, dim)),
-        },
-        "sd_vae_decoder": latent_profile("latent_sample", 8),
-    }
-    formats_used = []
-    for model_name, (_, feeds, output, _) in networks.items():
+def check_plan(plan_path: Path, model_name: str, network: Network, fp16: bool) -> None:
+    feeds, expected = network.checks[0]
+    diff = relative_diff(run_tensorrt_plan(plan_path, feeds, [network.output])[network.output], expected)
+    limit = 5e-2 if fp16 else 1e-2
+    print(f"{model_name}: TensorRT plan vs torch: max relative |diff| {diff:.1e} (limit {limit})")
+    if diff > limit:
+        raise RuntimeError(f"the plan's max relative difference with torch is {diff:.1e} (limit {limit})")
 
-        def check_plan(plan_path: Path, model_name=model_name, feeds=feeds, output=output) -> None:
-            got = run_tensorrt_plan(plan_path, feeds, [output])[output]
-            diff = relative_diff(got, expected_by_model[model_name])
-            limit = 5e-2 if args.fp16 else 1e-2
-            print(f"{model_name}: TensorRT plan vs torch: max relative |diff| {diff:.1e} (limit {limit})")
-            if diff > limit:
-                raise RuntimeError(f"the plan's max relative difference with torch is {diff:.1e} (limit {limit})")
 
-        placement = place_network(repo / model_name / "1" / "model.onnx", repo / model_name, args.formats, profiles[model_name], args.fp16, check_plan)
-        formats_used.append(f"{model_name} {placement.format}")
+def place(args, model_name: str, network: Network) -> str:
+    """The network's serving format, by --format priority."""
+    model_dir = args.output_dir / model_name
+    check = partial(check_plan, model_name=model_name, network=network, fp16=args.fp16)
+    return f"{model_name} {place_network(model_dir / '1' / 'model.onnx', model_dir, args.formats, network.profile, args.fp16, check).format}"
+
+
+def main(argv=None) -> int:
+    args = ExportArguments("stable_diffusion", __doc__.splitlines()[0], "a seeded tiny Stable Diffusion", checkpoint=True).parse(argv)
+    started = time.monotonic()
+    origin = fill_checkpoint(args, seeded_checkpoint, copy_checkpoint, SEEDED_NAME)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    pipe = load_pipeline(args.checkpoint_dir)
+    params = PipelineParams.from_pipeline(pipe)
+    place_bls_files(args.output_dir, args.checkpoint_dir, params)
+    prompts = check_prompts()
+    networks = diffusion_networks(pipe, params, checked_token_ids(args.output_dir, pipe, prompts))
+    report = [line for name, network in networks.items() for line in export_network(args.output_dir, name, network)]
+    dim = int(pipe.text_encoder.config.hidden_size)
+    set_dims(args.output_dir, params.latent_channels, dim)
+    formats_used = [place(args, name, network) for name, network in networks.items()]
+    latent_h, latent_w = params.default_height // params.vae_scale_factor, params.default_width // params.vae_scale_factor
     summary = (
         f"exported {origin} -> {', '.join(formats_used)} in {time.monotonic() - started:.1f} s; "
-        f"D = {dim}, latents {channels}x{latent_h}x{latent_w}, pictures {params.default_height}x{params.default_width}, "
+        f"D = {dim}, latents {params.latent_channels}x{latent_h}x{latent_w}, pictures {params.default_height}x{params.default_width}, "
         f"scheduler {params.scheduler_class}; token ids identical to diffusers' on {len(prompts)} prompts; " + "; ".join(report)
     )
-    print(summary)
-    finish(args, "stable_diffusion", started, summary)
-    return 0
+    return done(args, started, summary)
 
 
 if __name__ == "__main__":

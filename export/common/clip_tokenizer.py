@@ -59,6 +59,8 @@ def vocabulary(merges_path: Path | None = None) -> tuple[dict[str, int], list[tu
 def build_tokenizer(target: Path):
     """transformers' CLIPTokenizer on the rebuilt vocabulary, saved to
     `target` (tokenizer.json, tokenizer_config.json, ...); returns it."""
+    # here: transformers takes seconds to import, and the importers of the
+    # constants above (the CLIP tests) need none of it
     from transformers import CLIPTokenizer
 
     vocab, merges = vocabulary()

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+import numpy as np
+
 from export.common.tensorrt_config import tensorrt_config
 
 FORMATS = ("tensorrt", "onnx")
@@ -59,7 +61,7 @@ def gpu_names() -> list[str]:
 
 def tensorrt_missing() -> str | None:
     """Why a TensorRT plan cannot be built on this machine, or None."""
-    try:
+    try:  # optional: only where a GPU is (never installed on the CPU machines)
         import tensorrt  # noqa: F401
     except ImportError:
         return "the tensorrt Python package is not installed (pip install tensorrt on a machine with an NVIDIA GPU)"
@@ -82,7 +84,7 @@ def build_tensorrt_plan(onnx_path: Path, plan_path: Path, profiles: dict[str, Pr
     reason = tensorrt_missing()
     if reason:
         raise FormatUnavailable(reason)
-    import tensorrt as trt
+    import tensorrt as trt  # there: checked just above
 
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -114,7 +116,7 @@ def build_tensorrt_plan(onnx_path: Path, plan_path: Path, profiles: dict[str, Pr
 def run_tensorrt_plan(plan_path: Path, feeds: dict, outputs: Sequence[str]) -> dict:
     """Run a plan once on numpy inputs (the export's check), through torch's
     CUDA tensors for the device memory."""
-    import numpy as np
+    # optional, as in tensorrt_missing: a plan exists only where a GPU is
     import tensorrt as trt
     import torch
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import onnx
+
 EXTERNAL_DATA_BYTES = 1 << 30
 """Weights above this go to the .data file (half the protobuf limit: the graph keeps room)."""
 
@@ -20,8 +22,6 @@ def data_file(path: Path) -> Path:
 def save_onnx(model, path: Path) -> None:
     """Write `model` (weights loaded) to `path`, and its weights to
     `path`.data when they are large; a stale weights file goes."""
-    import onnx
-
     data = data_file(path)
     data.unlink(missing_ok=True)
     if sum(len(tensor.raw_data) for tensor in model.graph.initializer) <= EXTERNAL_DATA_BYTES:

@@ -17,16 +17,22 @@ not read: the plain export stays beside it for those engines."""
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from pathlib import Path
+
+import numpy as np
+from onnx import helper, numpy_helper
+from onnxruntime.transformers.fusion_options import FusionOptions
+from onnxruntime.transformers.optimizer import optimize_model
+
+from export.common.onnx_files import save_onnx
 
 FUSED_FILENAME = "model_ort.onnx"
 """The onnxruntime config's default_model_filename; model.onnx stays the portable export."""
 
 
 def cpu_fusion_options(model_type: str):
-    from onnxruntime.transformers.fusion_options import FusionOptions
-
     options = FusionOptions(model_type)
     for gpu_only in (
         "enable_nhwc_conv",
@@ -45,9 +51,6 @@ def cpu_fusion_options(model_type: str):
 def unpack_self_attention(model) -> int:
     """Each com.microsoft `Attention` (input, packed [C, 3C] weights, bias) ->
     three MatMuls and a `MultiHeadAttention` (q, k, v, bias). Returns how many."""
-    import numpy as np
-    from onnx import helper, numpy_helper
-
     graph = model.graph
     initializers = {init.name: init for init in graph.initializer}
     nodes, rewritten = [], 0
@@ -92,12 +95,6 @@ def unpack_self_attention(model) -> int:
 def fuse_for_onnxruntime_cpu(source: Path, target: Path, model_type: str) -> Counter:
     """Write `source` with ONNX Runtime's CPU fusions to `target`; returns the
     count of each fused operator in it."""
-    import logging
-
-    from onnxruntime.transformers.optimizer import optimize_model
-
-    from export.common.onnx_files import save_onnx
-
     logging.getLogger("onnxruntime.transformers").setLevel(logging.WARNING)
     optimized = optimize_model(str(source), model_type=model_type, opt_level=0, optimization_options=cpu_fusion_options(model_type), use_gpu=False)
     model = optimized.model

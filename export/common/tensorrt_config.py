@@ -4,6 +4,8 @@ ONNX file."""
 
 from __future__ import annotations
 
+from tritonclient.grpc import model_config_pb2 as mc
+
 from lint import pbtxt
 from lint.engine_configs import ENGINE_PARAMETERS, engine_of
 
@@ -19,8 +21,6 @@ def tensorrt_config(onnx_config_text: str, max_batch: int) -> str:
     model as a TensorRT plan: platform tensorrt_plan, model.plan, GPU
     instances, max_batch_size within the engine's profile, the CPU engines'
     parameters dropped."""
-    from tritonclient.grpc import model_config_pb2 as mc
-
     config = pbtxt.parse(onnx_config_text)
     if engine_of(config) is None:
         raise ValueError(f"{config.name}: not an ONNX network (backend {config.backend!r}, platform {config.platform!r})")
