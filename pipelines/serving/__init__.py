@@ -21,7 +21,9 @@ The life of a request:
    `prepared` (decode or check each request, refusing the bad ones),
    `per_item` (one request at a time), `grouped_by_shape` + `stacked`
    (same-shaped requests as one batch, outputs split back), `items_together`
-   (every request's pictures in one pass), `alone_on_failure`.
+   (every request's pictures in one pass), `alone_on_failure`. While it
+   runs, the stub's progress file says since when (progress.py): past the
+   model's execution bound the launcher's watchdog interrupts it.
 5. Answers go back in request order (`to_response`); an exception that is not
    a `RequestError` is reported with the model's name and its type, so one
    broken request or batch never takes the stub down.
