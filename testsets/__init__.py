@@ -1,2 +1,4 @@
 """Deterministic test inputs: pictures (`images`), OCR pictures with their
-ground truth (`ocr`), varied sentences (`sentences`)."""
+ground truth (`ocr`, `documents`, `multilingual`; lines and boxes:
+`ground_truth`), OCR accuracy against it (`accuracy`), varied sentences
+(`sentences`)."""
