@@ -35,8 +35,8 @@ def test_ocr_upload_shows_the_overlay_and_the_table(browser, triton, tmp_path):
     browser.click("ocr-run")
     info = browser.wait(lambda: "lines" in browser.text("ocr-info") and browser.text("ocr-info"), timeout=120, what="the OCR result")
     expected = OcrClient(triton.grpc_url, "grpc").recognize(document.read_bytes())
-    rows = browser.wait(lambda: len(browser.table_rows("ocr-lines")) >= len(expected) and browser.table_rows("ocr-lines"), what="the table")
-    assert [row[1] for row in rows[: len(expected)]] == [line["text"] for line in expected]
+    rows = browser.wait(lambda: len(browser.table_rows("ocr-lines")) >= min(len(expected), 8) and browser.table_rows("ocr-lines"), what="the table")
+    assert {index: cells[:2] for index, cells in rows.items()} == {index: [str(index + 1), expected[index]["text"]] for index in rows}
     assert browser.image_source("ocr-overlay"), "the picture with its boxes is shown"
     assert f"{len(expected)} lines" in info and not browser.error_toasts()
     browser.screenshot(SCREENSHOTS / "browser-ocr.png")

@@ -29,6 +29,10 @@ def chromium_missing() -> str | None:
     return None
 
 
+class PageError(RuntimeError):
+    """The page showed an error message."""
+
+
 class Page:
     """One headless Chromium window on the page at `url`."""
 
@@ -59,13 +63,17 @@ class Page:
         self.wait(lambda: self.driver.find_elements(By.CSS_SELECTOR, "button[role=tab]"), what="the page's tabs")
 
     def wait(self, ready: Callable[[], T], timeout: float = 30.0, what: str = "the page") -> T:
-        """`ready()` once it is truthy (polled; a vanished element counts as not yet)."""
+        """`ready()` once it is truthy (polled; a vanished element counts as
+        not yet); an error message on the page ends the wait at once."""
         deadline = time.monotonic() + timeout
         while True:
             try:
                 value = ready()
                 if value:
                     return value
+                toasts = self.error_toasts()
+                if toasts:
+                    raise PageError(f"waiting for {what}, the page said: {' | '.join(toasts)}")
             except (StaleElementReferenceException, WebDriverException):
                 pass
             if time.monotonic() > deadline:
@@ -85,8 +93,9 @@ class Page:
 
     def upload(self, elem_id: str, path: Path) -> None:
         """Put a file into a gr.File or gr.Image upload (its hidden file input)."""
+        name = Path(path).name
         self.element(elem_id, "input[type=file]").send_keys(str(Path(path).resolve()))
-        self.wait(lambda: Path(path).name in self.element(elem_id).text, what=f"{Path(path).name} uploaded")
+        self.wait(lambda: self.elements(elem_id, f'td.filename[aria-label="{name}"]'), what=f"{name} uploaded")
 
     def click(self, elem_id: str) -> None:
         self.element(elem_id).click()
@@ -106,10 +115,10 @@ class Page:
         images = self.elements(elem_id, "img")
         return images[0].get_attribute("src") if images else None
 
-    def table_rows(self, elem_id: str) -> list[list[str]]:
-        """The cells of a gr.Dataframe's body rows."""
-        rows = self.elements(elem_id, "tbody tr")
-        return [[cell.text for cell in row.find_elements(By.CSS_SELECTOR, "td")] for row in rows]
+    def table_rows(self, elem_id: str) -> dict[int, list[str]]:
+        """{row index: cell texts} of the gr.Dataframe rows on screen (it renders the visible ones only)."""
+        rows = self.elements(elem_id, "[role=row][data-index]")
+        return {int(row.get_attribute("data-index")): [cell.text for cell in row.find_elements(By.CSS_SELECTOR, "[role=gridcell]")] for row in rows}
 
     def error_toasts(self) -> list[str]:
         return [toast.text for toast in self.driver.find_elements(By.CSS_SELECTOR, ".toast-body")]
@@ -119,8 +128,13 @@ class Page:
         path.parent.mkdir(parents=True, exist_ok=True)
         size = self.driver.get_window_size()
         if full_page:
-            height = self.driver.execute_script("return document.documentElement.scrollHeight")
-            self.driver.set_window_size(size["width"], min(int(height) + 40, 4000))
+            self.driver.execute_script("window.scrollTo(0, 0)")
+            # the app's own container holds the page; the window's frame takes what innerHeight lacks
+            content, frame = self.driver.execute_script(
+                "const app = document.querySelector('.gradio-container') || document.body;"
+                "return [Math.ceil(app.getBoundingClientRect().bottom), window.outerHeight - window.innerHeight];"
+            )
+            self.driver.set_window_size(size["width"], min(int(content) + int(frame) + 24, 4000))
             time.sleep(0.3)  # a relayout at the new size
         self.driver.save_screenshot(str(path))
         if full_page:

@@ -43,21 +43,23 @@ def ocr_overlay(picture: bytes, lines: Sequence[dict]) -> Image.Image:
     return image
 
 
-def similarity_figure(sentences: Sequence[str], similarity: np.ndarray, width: int = 32):
-    """A matplotlib figure: the cosine similarity matrix, each cell written out."""
+def similarity_figure(count: int, similarity: np.ndarray):
+    """A matplotlib figure: the cosine similarity matrix of `count`
+    sentences, numbered as written, each cell's value written out."""
     import matplotlib
 
     matplotlib.use("Agg")  # lazily: only the text tab draws with matplotlib
     from matplotlib.figure import Figure
 
-    count = len(sentences)
-    labels = [f"{i}. {s if len(s) <= width else s[: width - 1] + '…'}" for i, s in enumerate(sentences, 1)]
-    size = 2.2 + 0.55 * count
-    figure = Figure(figsize=(size + 2.5, size))
+    size = 2.5 + 0.5 * count
+    figure = Figure(figsize=(size + 1.2, size))
     axes = figure.add_subplot()
     shown = axes.imshow(similarity, vmin=-1.0, vmax=1.0, cmap="RdYlGn")
-    axes.set_xticks(range(count), [str(i) for i in range(1, count + 1)])
-    axes.set_yticks(range(count), labels)
+    numbers = [str(i) for i in range(1, count + 1)]
+    axes.set_xticks(range(count), numbers)
+    axes.set_yticks(range(count), numbers)
+    axes.set_xlabel("sentence")
+    axes.set_ylabel("sentence")
     for row in range(count):
         for column in range(count):
             axes.text(column, row, f"{similarity[row, column]:.2f}", ha="center", va="center", fontsize=8)

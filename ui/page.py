@@ -120,7 +120,8 @@ def _ocr_tab(state: PageState) -> None:
             overlay = gr.Image(label="Detected lines", format="jpeg", interactive=False, elem_id="ocr-overlay")
         with gr.Column(scale=2):
             table = gr.Dataframe(
-                headers=["#", "text", "score"], datatype=["number", "str", "number"], label="Lines", wrap=True, max_height=640, elem_id="ocr-lines"
+                headers=["#", "text", "score"], datatype=["number", "str", "number"], label="Lines", wrap=True, max_height=640,
+                column_widths=["12%", "66%", "22%"], elem_id="ocr-lines",
             )
             download = gr.File(label="Lines as JSON", interactive=False, elem_id="ocr-download")
     with gr.Accordion("JSON", open=False):
@@ -194,7 +195,7 @@ def _label(pairs: list[tuple[str, float]]) -> dict[str, float]:
 def _text_tab(state: PageState) -> None:
     with gr.Row():
         with gr.Column():
-            text = gr.Textbox(value=SENTENCES, lines=6, label="Sentences, one per line", elem_id="text-sentences")
+            text = gr.Textbox(value=SENTENCES, lines=6, label="Sentences, one per line (numbered 1, 2, … in the heat map)", elem_id="text-sentences")
             run = gr.Button("Compare", variant="primary", elem_id="text-run")
         with gr.Column():
             heat_map = gr.Plot(label="Cosine similarity", elem_id="text-heatmap")
@@ -212,7 +213,7 @@ def _text_tab(state: PageState) -> None:
             "embeddings": result.embeddings.tolist(),
             "ids": [[token_id for _, token_id in pairs] for pairs in result.tokens],
         }
-        return payload, similarity_figure(result.sentences, result.similarity), rows
+        return payload, similarity_figure(len(result.sentences), result.similarity), rows
 
     run.click(compare, inputs=[text], outputs=[result_json, heat_map, tokens], api_name="text_similarity")
 
@@ -323,6 +324,7 @@ def _server_tab(state: PageState) -> None:
     table = gr.Dataframe(
         headers=["model", "versions", "state", "requests", "failures", "inferences", "queue ms/request", "compute ms/request"],
         label="Models",
+        max_height=1200,
         elem_id="server-models",
     )
 

@@ -1,9 +1,12 @@
-"""`python -m ui.screenshots [FOLDER]` (make screenshots): a server on the
-model repository, the page on it, and each tab after its action captured in
-headless Chromium as FOLDER/ui-<tab>.png (default docs/images/)."""
+"""`python -m ui.screenshots [FOLDER] [--url GRPC_URL --metrics-url URL]` (make
+screenshots): a server on the model repository (or the running one at
+--url), the page on it, and each tab after its action captured in headless
+Chromium as FOLDER/ui-<tab>.png (default docs/images/)."""
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -61,7 +64,11 @@ def capture(page: Page, folder: Path, samples_folder: Path) -> list[Path]:
     page.tab("Stable Diffusion")
     page.set_number("sd-steps", 40)
     page.click("sd-run")
-    page.wait(lambda: "Step 1" in page.text("sd-status") and page.image_source("sd-preview"), timeout=120, what="a preview")
+    def well_under_way() -> bool:  # a few previews in, the progress bar a third along
+        words = page.text("sd-status").split()
+        return len(words) > 1 and words[0] == "Step" and int(words[1]) >= 14 and bool(page.image_source("sd-preview"))
+
+    page.wait(well_under_way, timeout=120, what="a preview")
     shot("stable-diffusion-progress")
     page.wait(lambda: "Done" in page.text("sd-status"), timeout=180, what="the final image")
     shot("stable-diffusion")
@@ -73,33 +80,45 @@ def capture(page: Page, folder: Path, samples_folder: Path) -> list[Path]:
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    folder = Path(argv[0] if argv else REPO_ROOT / "docs" / "images")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", nargs="?", type=Path, default=REPO_ROOT / "docs" / "images")
+    parser.add_argument("--url", help="a running server's gRPC endpoint (default: start one on model_repository/)")
+    parser.add_argument("--metrics-url", help="with --url: its metrics page")
+    args = parser.parse_args(argv)
     missing = chromium_missing()
     if missing:
         print(missing, file=sys.stderr)
         return 1
+    with contextlib.ExitStack() as stack:
+        if args.url:
+            grpc_url, metrics_url = args.url, args.metrics_url or f"http://{args.url.rsplit(':', 1)[0]}:8002/metrics"
+        else:
+            server = stack.enter_context(TritonServer())
+            grpc_url, metrics_url = server.grpc_url, f"http://localhost:{server.metrics_port}/metrics"
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ui-screenshots-")))
+        for path in screenshots(grpc_url, metrics_url, args.folder, work):
+            print(f"wrote {path}")
+    return 0
+
+
+def screenshots(grpc_url: str, metrics_url: str, folder: Path, work: Path) -> list[Path]:
+    """The page (`python -m ui`) on the server, captured tab by tab."""
     port = free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "NO_PROXY": "localhost,127.0.0.1"}
-    with TritonServer() as server, tempfile.TemporaryDirectory(prefix="ui-screenshots-") as work:
-        metrics = f"http://localhost:{server.metrics_port}/metrics"
-        page_process = subprocess.Popen([sys.executable, "-m", "ui", "--url", server.grpc_url, "--metrics-url", metrics, "--port", str(port)], env=env)
-        try:
-            url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 120
-            while not page_up(url):
-                if page_process.poll() is not None or time.monotonic() > deadline:
-                    print("the page did not come up", file=sys.stderr)
-                    return 1
-                time.sleep(0.25)
-            with Page(url, width=WIDTH, height=1000) as page:
-                page.open()
-                for path in capture(page, folder, Path(work)):
-                    print(f"wrote {path}")
-        finally:
-            page_process.send_signal(signal.SIGTERM)
-            page_process.wait(30)
-    return 0
+    page_process = subprocess.Popen([sys.executable, "-m", "ui", "--url", grpc_url, "--metrics-url", metrics_url, "--port", str(port)], env=env)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while not page_up(url):
+            if page_process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("the page did not come up")
+            time.sleep(0.25)
+        with Page(url, width=WIDTH, height=1000) as page:
+            page.open()
+            return capture(page, folder, work)
+    finally:
+        page_process.send_signal(signal.SIGTERM)
+        page_process.wait(30)
 
 
 if __name__ == "__main__":
