@@ -15,8 +15,10 @@ of ocr_det / ocr_rec whichever set is served: v6's outputs (`fetch_name_0`)
 are renamed `sigmoid_0.tmp_0` and `softmax_11.tmp_0`. The recognisers gain
 the two reductions CTC decoding needs (`ctc_indices`: argmax per step,
 `ctc_scores`: max per step), so the OCR models ask for [n, T] instead of
-[n, T, classes]. The check runs each set's copied networks through this
-repository's composition and compares with the library's own answer."""
+[n, T, classes]. A Reshape to a scalar becomes the equivalent Squeeze, which
+OpenVINO 2024.0 reads (`reshape_to_scalar_as_squeeze`). The check runs each
+set's placed networks through this repository's composition and compares
+with the library's own answer."""
 
 from __future__ import annotations
 
@@ -70,6 +72,24 @@ def add_ctc_reductions(model: onnx.ModelProto) -> None:
     ])
 
 
+def reshape_to_scalar_as_squeeze(model: onnx.ModelProto) -> int:
+    """Each Reshape to a scalar (an empty constant shape) becomes the Squeeze
+    that gives the same scalar: OpenVINO 2024.0's ONNX reader refuses an
+    empty shape pattern (PP-OCRv6's recogniser has one). Returns how many."""
+    constants = {init.name: init for init in model.graph.initializer}
+    replaced = 0
+    for index, node in enumerate(list(model.graph.node)):
+        shape = constants.get(node.input[1]) if node.op_type == "Reshape" else None
+        if shape is not None and 0 in shape.dims:
+            model.graph.node.remove(node)
+            model.graph.node.insert(index, helper.make_node("Squeeze", [node.input[0]], list(node.output), name=f"{node.name}_to_scalar"))
+            replaced += 1
+    used = {name for node in model.graph.node for name in node.input}
+    for init in [init for init in model.graph.initializer if init.name not in used]:
+        model.graph.initializer.remove(init)
+    return replaced
+
+
 def place_network(source: Path, target: Path, part: str) -> None:
     """Copy one network into the repository with the served interface."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -77,6 +97,7 @@ def place_network(source: Path, target: Path, part: str) -> None:
         shutil.copyfile(source, target)  # a fresh mtime: make sees the copy as new
         return
     model = onnx.load(str(source))
+    reshape_to_scalar_as_squeeze(model)
     rename_output(model, OUTPUT_NAMES[part])
     if part == "rec":
         add_ctc_reductions(model)

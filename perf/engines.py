@@ -32,7 +32,8 @@ import numpy as np
 from perf.harness import benchmark_server, picture_inputs, run_perf_analyzer, text_inputs
 from perf.instance_sweep import linked_copy
 from perf.report import Report, Table
-from lint import pbtxt, triton_stats
+from clients import triton_stats
+from lint import pbtxt
 from lint.engine_configs import engine_config, engine_of
 from runtime.paths import MODEL_REPOSITORY
 
