@@ -469,7 +469,7 @@ def run_soak(
             plan = [fault for fault in faults if fault[1] in users]  # the targets this repository serves
             injector = FaultInjector(plan, server, supervisor, publish_repo, users, log=log)
             samples, regions, wall = drive(traffic, server, concurrency, duration, sample_s or max(1.0, duration / 150), injector, log)
-            ready = server.is_ready() and all(m.get("state") == "READY" for m in server.model_states())
+            ready = server.is_ready() and not {n: r for n, r in server.failed_models().items() if r != "unloaded"}
         finally:
             supervisor.stop()
             server.stop()

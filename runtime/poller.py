@@ -56,9 +56,10 @@ class RepositoryPoller:
 
     def poll_once(self) -> None:
         now = time.monotonic()
-        for model in repository_index(self.http_url, self.admin_key):
-            name = model["name"]
-            if model.get("reason") == "unloaded" or self._stop.is_set():
+        index = repository_index(self.http_url, self.admin_key)  # one entry per version
+        unloaded = {m["name"] for m in index if m.get("reason") == "unloaded"} - {m["name"] for m in index if m.get("state") == "READY"}
+        for name in sorted({m["name"] for m in index}):
+            if name in unloaded or self._stop.is_set():
                 continue  # unloaded on purpose (admin API)
             failures, next_try = self._failures.get(name, (0, 0.0))
             if now < next_try:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from pipelines.serving.progress import busy_since
+from pipelines.serving.progress import busy_since, interrupt
 from runtime import procfs
 from runtime.bounds import execution_bound_s
 from runtime.triton_api import TritonApiError, load, model_config
@@ -83,6 +83,8 @@ RELOAD_PARAMETER = "reloaded_by_watchdog"
 """Set to the reload's time in the configuration a recovery loads: a changed
 configuration is what makes Triton build new instances."""
 BACKOFF_S = (1, 2, 4, 8, 16, 32, 60)
+INTERRUPT_GRACE_S = 2.0
+"""How long an interrupted stub has to end its overrunning work before it is killed."""
 
 
 def reload_model(http_url: str, model: str, admin_key: str | None) -> str | None:
@@ -100,7 +102,7 @@ def reload_model(http_url: str, model: str, admin_key: str | None) -> str | None
 class Recovery:
     model: str
     instances: list[str]
-    reason: str  # "died", "stopped", "over its execution bound"
+    reason: str  # "died", "stopped", "was interrupted at its execution bound", ...
     seconds: float = 0.0
     attempts: int = 0
     ok: bool = False
@@ -134,6 +136,7 @@ class StubWatchdog:
         self._known: dict[int, tuple[str, str]] = {}
         self._handled: set[int] = set()  # pids already acted on
         self._bounds: dict[str, float] = {}
+        self._interrupted: dict[int, float] = {}  # pid -> when its overrunning work was interrupted
         self._reloading: set[str] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -166,22 +169,46 @@ class StubWatchdog:
             dead = [s for s in fresh if s.zombie]
             stopped = [s for s in fresh if not s.zombie and _is_stopped(s.pid)]
             self._act([s for s in dead if s.pid in dead_suspects], "died")
-            self._act([s for s in stopped if s.pid in stopped_suspects], "stopped")
-            self._act(self._overrunning([s for s in fresh if not s.zombie]), "over its execution bound")
+            self._act([s for s in stopped if s.pid in stopped_suspects], "stopped", kill=True)
+            self._handle_overruns([s for s in fresh if not s.zombie and s not in stopped])
             dead_suspects, stopped_suspects = {s.pid for s in dead}, {s.pid for s in stopped}
             self._forget_progress_files({s.pid for s in stubs})
 
-    def _overrunning(self, live: list[Stub]) -> list[Stub]:
+    def _overrunning(self, live: list[Stub]) -> dict[int, Stub]:
         if self.progress_dir is None:
-            return []
-        now, found = time.time(), []
+            return {}
+        now, found = time.time(), {}
         for stub in live:
             since = busy_since(self.progress_dir / str(stub.pid))
             if since and now - since > self._bound(stub.model):
-                self.log(f"watchdog: {stub.instance} (pid {stub.pid}) has been busy for {now - since:.0f} s, over the "
-                         f"execution bound of '{stub.model}' ({self._bound(stub.model):.0f} s)")
-                found.append(stub)
+                found[stub.pid] = stub
         return found
+
+    def _handle_overruns(self, live: list[Stub]) -> None:
+        """Work past its bound is interrupted (its requests fail with a clear
+        timeout error); a stub that has not ended it INTERRUPT_GRACE_S later
+        is killed. Either way its model is reloaded."""
+        now = time.monotonic()
+        over = self._overrunning(live)
+        for pid, stub in over.items():
+            if pid not in self._interrupted:
+                self._interrupted[pid] = now
+                bound = self._bound(stub.model)
+                self.log(f"watchdog: {stub.instance} (pid {pid}) is busy past the execution bound of '{stub.model}' ({bound:.0f} s); interrupting it")
+                interrupt(self.progress_dir / str(pid), pid, bound)
+        live_by_pid = {s.pid: s for s in live}
+        ended, stuck = [], []
+        for pid, when in list(self._interrupted.items()):
+            if pid not in live_by_pid:
+                del self._interrupted[pid]  # it died: handled as a death
+            elif pid not in over:
+                ended.append(live_by_pid.pop(pid))
+                del self._interrupted[pid]
+            elif now - when >= INTERRUPT_GRACE_S:
+                stuck.append(live_by_pid.pop(pid))
+                del self._interrupted[pid]
+        self._act(ended, "was interrupted at its execution bound")
+        self._act(stuck, "went past its execution bound and could not be interrupted", kill=True)
 
     def _bound(self, model: str) -> float:
         if model not in self._bounds:
@@ -198,11 +225,13 @@ class StubWatchdog:
             if path.name.isdigit() and int(path.name) not in stub_pids and not os.path.exists(f"/proc/{path.name}"):
                 path.unlink(missing_ok=True)
 
-    def _act(self, stubs: list[Stub], reason: str) -> None:
+    def _act(self, stubs: list[Stub], reason: str, kill: bool = False) -> None:
+        """Reload the models of `stubs`; `kill`: end them first (a hung stub
+        holds its requests, which then fail at once)."""
         for model in sorted({s.model for s in stubs}):
             of_model = [s for s in stubs if s.model == model]
             self._handled.update(s.pid for s in of_model)
-            if reason != "died":  # a hung stub holds its requests: end it, so they fail now
+            if kill:
                 for stub in of_model:
                     _kill(stub.pid)
             with self._lock:

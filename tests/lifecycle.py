@@ -5,6 +5,7 @@ own, and steady traffic recorded request by request."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -26,6 +27,26 @@ from testsets.images import document_samples
 
 ORIENTATION = ["orientation", "image_decode", "orientation_preprocess", "orientation_classifier"]
 DATATYPES = ["datatypes", "datatypes_model1", "datatypes_model2"]
+OCR = ["ocr", "ocr_bls"]  # and the models they call (small_repository finds them)
+SD_STREAM = ["stable_diffusion_stream", "sd_text_encoder", "sd_unet", "sd_vae_decoder"]  # its BLS calls are in its code
+STUCK_MODEL = """import time
+
+import triton_python_backend_utils as pb_utils
+
+from pipelines.serving.python_model import python_model_class
+
+
+def make_sleeper(context):
+    def process(requests):
+        for tensors in requests:
+            time.sleep(float(tensors["x"].ravel()[0]) if tensors["x"].size else 0.0)  # 1000: a hang
+        return [{"y": tensors["x"]} for tensors in requests]
+
+    return process
+
+
+TritonPythonModel = python_model_class(pb_utils, make_sleeper)
+"""
 
 
 def probe_copy(repo: Path, name: str, delay_s: float, queue: int = 64, count: int = 1) -> Path:
@@ -49,9 +70,53 @@ def small_repository(repo: Path, models: list[str] = ()) -> Path:
     shutil.copytree(TEST_REPOSITORY / "bls_probe", repo / "bls_probe")
     config = repo / "bls_probe" / "config.pbtxt"
     config.write_text(config.read_text().replace('string_value: "queue_probe"', 'string_value: "identity"'))
-    for model in models:
-        shutil.copytree(MODEL_REPOSITORY / model, repo / model, ignore=shutil.ignore_patterns("configs"))
+    for model in with_callees(models):
+        shutil.copytree(MODEL_REPOSITORY / model, repo / model, ignore=shutil.ignore_patterns("configs", "__pycache__"))
     return repo
+
+
+def with_callees(models) -> list[str]:
+    """`models` and, repeatedly, the models of model_repository/ they name
+    (ensemble steps, parameters) or that name them in `called_by`."""
+    found, todo = set(), list(models)
+    while todo:
+        model = todo.pop()
+        if model in found:
+            continue
+        found.add(model)
+        text = (MODEL_REPOSITORY / model / "config.pbtxt").read_text()
+        named = set(re.findall(r'model_name: "(\w+)"', text)) | set(re.findall(r'string_value: "(\w+)"', text))
+        todo += [m for m in named if (MODEL_REPOSITORY / m / "config.pbtxt").exists()]
+        for config in MODEL_REPOSITORY.glob("*/config.pbtxt"):
+            called_by = re.search(r'key: "called_by" value: \{ string_value: "([^"]+)"', config.read_text())
+            if called_by and model in called_by.group(1).split(","):
+                todo.append(config.parent.name)
+    return sorted(found)
+
+
+def stuck_model(repo: Path, name: str, bound_s: float) -> Path:
+    """An identity that first sleeps x[0] seconds, with an execution bound."""
+    folder = probe_copy(repo, name, 0.0)
+    config = folder / "config.pbtxt"
+    config.write_text(config.read_text() + f'parameters {{ key: "execution_bound_s" value: {{ string_value: "{bound_s}" }} }}\n')
+    (folder / "1" / "model.py").write_text(STUCK_MODEL)
+    return folder
+
+
+def fault_figures(outcomes: list, faulted: float, recovered: float) -> dict:
+    """What a fault at `faulted` cost the traffic: requests in flight at that
+    moment, requests lost (failed), and how long recovery took."""
+    failed = [o for o in outcomes if o.error]
+    answered_after = [o.done for o in outcomes if o.sent >= faulted and not o.error]
+    in_flight = sum(o.sent <= faulted < o.done for o in outcomes)
+    return {
+        "requests": len(outcomes),
+        "in_flight_at_fault": in_flight,
+        "lost": len(failed),
+        "lost_beyond_in_flight": max(0, len(failed) - in_flight),
+        "seconds_to_first_answer": round(min(answered_after) - faulted, 2) if answered_after else None,
+        "seconds_to_reload": round(recovered - faulted, 2),
+    }
 
 
 class Launcher:

@@ -3,6 +3,7 @@ release and the same pinned requirement files, no pins of its own."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -51,3 +52,13 @@ def test_dockerfile_pins_nothing_of_its_own():
 def test_every_requirement_is_pinned():
     for path in (ROOT / "requirements").glob("*.txt"):
         pins(path)
+
+
+def test_the_container_runs_the_launcher_on_its_own_tritonserver():
+    """The CMD is the launcher of `make serve` (keys, watchdog, drain; its
+    flags are started for real in tests/test_deployments.py), on the
+    official image's /opt/tritonserver and native backends."""
+    command = json.loads(re.search(r"^CMD (\[.*\])$", DOCKERFILE, re.M).group(1))
+    assert command[:3] == ["python3", "-m", "runtime.server"]
+    assert re.search(r"^ENV TRITON_SERVER_ROOT=/opt/tritonserver$", DOCKERFILE, re.M)
+    assert "ADMIN_KEY" not in re.findall(r"^ENV (\w+)=", DOCKERFILE, re.M)  # no key ships in the image

@@ -30,7 +30,7 @@ from triton_helpers import wait_until
 from deploy.object_storage import parse_s3_url, publish
 from runtime.paths import MODEL_REPOSITORY, REPO_ROOT
 from runtime.remote_repository import SNAPSHOTS, SNAPSHOT_ID
-from runtime.server import TritonServer
+from runtime.server import EXIT_TIMEOUT_S, TritonServer
 
 DEPLOY = REPO_ROOT / "deploy" / "kubernetes"
 KUBERNETES_VERSION = "1.32"  # the kubectl of this machine kind; strict schemas of that release
@@ -352,3 +352,23 @@ def test_the_pods_repository_sync_as_shipped_fills_what_its_server_serves(base, 
         if process is not None and process.poll() is None:
             process.kill()
         store.stop()
+
+
+# --- issue 38: the drain on SIGTERM fits in the termination grace -----------------
+
+TERMINATION_MARGIN_S = 15
+
+
+def test_termination_grace_covers_the_prestop_hook_the_drain_and_the_exit_timeout(base, kserve):
+    """A terminating pod gets the preStop hook's sleep (the Service drops it
+    meanwhile), then SIGTERM: the launcher's drain (--drain-grace-secs), then
+    tritonserver's exit timeout; the grace period is their sum plus a margin,
+    so the kubelet's SIGKILL never cuts a drain short."""
+    pods = {
+        "base": (one(base, "Deployment")["spec"]["template"]["spec"], one(base, "Deployment")["spec"]["template"]["spec"]["containers"][0]),
+        "kserve": (one(kserve, "InferenceService")["spec"]["predictor"], one(kserve, "ServingRuntime")["spec"]["containers"][0]),
+    }
+    for folder, (pod, container) in pods.items():
+        command, seconds = container["lifecycle"]["preStop"]["exec"]["command"]
+        needed = int(seconds) + float(flags(container["args"])["drain-grace-secs"]) + EXIT_TIMEOUT_S + TERMINATION_MARGIN_S
+        assert command == "sleep" and pod["terminationGracePeriodSeconds"] == needed, (folder, pod["terminationGracePeriodSeconds"], needed)

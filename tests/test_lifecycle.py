@@ -1,11 +1,14 @@
-"""The launcher behind `make serve` as a service: admin APIs behind a key, a
-dead stub brought back by the watchdog, reloads under traffic, a clean
-shutdown with requests in flight. One launcher on a small repository serves
-the whole module (the SIGTERM test, last, stops it)."""
+"""The launcher behind every deployment as a service: its keys, a dead or
+hung stub brought back by the watchdog (with the requests lost measured), a
+reload that fails retried, reloads under traffic, a publish picked up by
+polling, and the drain on SIGTERM with ocr, ocr_bls and a Stable Diffusion
+stream in flight after stubs died and were recovered. One launcher on a small
+repository serves the whole module (the SIGTERM test, last, stops it)."""
 
 from __future__ import annotations
 
 import os
+import queue
 import shutil
 import signal
 import socket
@@ -16,21 +19,29 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-from lifecycle import DATATYPES, ORIENTATION, Launcher, Traffic, small_repository
+import tritonclient.http as httpclient
+from lifecycle import DATATYPES, OCR, ORIENTATION, SD_STREAM, Launcher, Traffic, fault_figures, probe_copy, small_repository, stuck_model
 from triton_helpers import wait_until
+from tritonclient.utils import InferenceServerException
 
 from clients.common import make_inputs
-from runtime.server import GRPC_ADMIN_HEADER, served_preload
+from runtime.server import served_preload
 from runtime.watchdog import server_stubs
+from testsets.entries import entries
 
+FRAGILE_BOUND_S = 3
+STREAM_STEPS = 30
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     base = tmp_path_factory.mktemp("lifecycle")
-    repo = small_repository(base / "repo", ORIENTATION + DATATYPES)
-    launcher = Launcher(repo, env={"ADMIN_KEY": "", "ADMIN_KEY_FILE": str(base / "secret" / "admin-key")})
-    launcher.wait_for("Ctrl-C stops the server")
+    repo = small_repository(base / "repo", ORIENTATION + DATATYPES + OCR + SD_STREAM)
+    stuck_model(repo, "stuck", FRAGILE_BOUND_S)
+    probe_copy(repo, "fragile", 0.0)
+    env = {"ADMIN_KEY": "", "ADMIN_KEY_FILE": str(base / "secret" / "admin-key"), "STATS_KEY": "", "STATS_KEY_FILE": str(base / "secret" / "stats-key")}
+    launcher = Launcher(repo, env=env, args=["--drain-grace-secs", "120"])
+    launcher.wait_for("Ctrl-C stops the server", timeout=400)
     launcher.repo = repo
     launcher.key_file = base / "secret" / "admin-key"
     launcher.key = launcher.key_file.read_text().strip()
@@ -54,13 +65,16 @@ def load(served, model: str) -> None:
     assert status == 200, body
 
 
-# --- admin APIs (item 6) --------------------------------------------------------------
+# --- keys (the APIs they lock: tests/test_deployments.py) -------------------------------
 
 
-def test_generated_admin_key_is_private_and_its_file_printed(served):
-    assert f"key in {served.key_file} (mode 0600)" in served.output
-    assert stat.S_IMODE(served.key_file.stat().st_mode) == 0o600
-    assert len(served.key) >= 32
+def test_generated_keys_are_private_and_their_files_printed(served):
+    for name in ("admin-key", "stats-key"):
+        path = served.key_file.parent / name
+        assert f"key in {path} (mode 0600)" in served.output
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert len(path.read_text().strip()) >= 32
+    assert served.key != (served.key_file.parent / "stats-key").read_text().strip()
 
 
 def test_server_and_stubs_run_with_the_malloc_of_ALLOCATOR(served):
@@ -76,46 +90,6 @@ def test_server_and_stubs_run_with_the_malloc_of_ALLOCATOR(served):
             assert "libjemalloc" not in maps
 
 
-def test_admin_apis_need_the_key_over_http(served):
-    for path in ("/v2/repository/index", "/v2/repository/models/identity/unload", "/v2/repository/models/identity/load"):
-        for key in (None, "wrong-key"):
-            status, body = served.admin(path, key)
-            assert status == 403 and "admin-key" in body, (path, key, status, body)
-    assert infer_identity(served.grpc_url, 1) == "1"  # the refused unload did nothing
-    import urllib.error
-    import urllib.request
-
-    with pytest.raises(urllib.error.HTTPError) as refused:
-        urllib.request.urlopen(f"http://{served.http_url}/v2/models/identity/config", timeout=10)
-    assert refused.value.code == 403
-    for path in ("/v2/health/ready", "/v2/models/identity", "/v2/models/identity/stats"):  # stays open
-        with urllib.request.urlopen(f"http://{served.http_url}{path}", timeout=10) as response:
-            assert response.status == 200, path
-
-
-def test_admin_apis_need_the_key_over_grpc_and_work_with_it(served):
-    client = grpcclient.InferenceServerClient(served.grpc_url)
-    try:
-        with pytest.raises(Exception, match="admin-key"):
-            client.unload_model("identity")
-        with pytest.raises(Exception, match="admin-key"):
-            client.get_model_config("identity")
-        assert client.is_model_ready("identity")
-        headers = {GRPC_ADMIN_HEADER: served.key}
-        client.unload_model("identity", headers=headers)
-        deadline = time.monotonic() + 60
-        while client.is_model_ready("identity") and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not client.is_model_ready("identity")
-        with pytest.raises(Exception):
-            infer_identity(served.grpc_url, 2)
-        client.load_model("identity", headers=headers)
-        assert client.get_model_config("identity", headers=headers).config.name == "identity"
-    finally:
-        client.close()
-    assert infer_identity(served.grpc_url, 3) == "1"
-
-
 def assert_replaced(served, model: str, old_pid: int) -> None:
     """The model runs on a new stub and the old one is gone (it exits in the background)."""
 
@@ -125,54 +99,98 @@ def assert_replaced(served, model: str, old_pid: int) -> None:
     wait_until(lambda: (pids := stubs()) and old_pid not in pids, 60, lambda: f"{model} still on stub {old_pid}: {stubs()}")
 
 
-# --- a dead stub comes back (item 2) ------------------------------------------------------
+# --- a dead or hung stub comes back ---------------------------------------------------------
 
 
-def kill_stub_under_traffic(served, victim: str, model: str, workers: int = 2) -> dict:
-    """kill -9 the stub of `victim` while `model` gets traffic; returns the
-    figures and checks that failures stay inside the recovery window."""
+def fault_under_traffic(served, victim: str, model: str, sig: signal.Signals, workers: int = 2) -> dict:
+    """`sig` (SIGKILL: a dead stub; SIGSTOP: a hung one) to the stub of
+    `victim` while `model` gets traffic; checks that failures stay inside the
+    recovery window and returns the figures, requests lost included."""
     others = {s.pid for s in server_stubs(served.server_pid(), {}) if s.model != victim}
     with Traffic(served.grpc_url, model, workers=workers) as traffic:
         traffic.wait_answers(10)
         pid = served.stub_pid(victim)
         start_line = len(served.lines)
-        killed = time.monotonic()
-        os.kill(pid, signal.SIGKILL)
+        faulted = time.monotonic()
+        os.kill(pid, sig)
         served.wait_for(f"model '{victim}' reloaded in", timeout=120, start=start_line)
         recovered = time.monotonic()
         traffic.wait_answers(20)
+    figures = fault_figures(traffic.outcomes, faulted, recovered)
     late_failures = [o for o in traffic.failures if o.sent > recovered]
-    early_failures = [o for o in traffic.failures if o.done < killed]
-    assert not early_failures, early_failures[:3]
+    assert not [o for o in traffic.failures if o.done < faulted]
     assert not late_failures, f"{len(late_failures)} requests failed after the reload: {late_failures[:3]}\n{served.output[-3000:]}"
-    first_ok = min(o.done for o in traffic.outcomes if o.sent >= killed and not o.error)
+    assert all("is not healthy" in o.error for o in traffic.failures), {o.error for o in traffic.failures}
     assert_replaced(served, victim, pid)
     # nothing else was reloaded: no other model has a new stub
     assert {s.pid for s in server_stubs(served.server_pid(), {}) if s.model != victim} <= others
-    figures = {
-        "victim": victim,
-        "traffic_on": model,
-        "requests": len(traffic.outcomes),
-        "failed": len(traffic.failures),
-        "seconds_to_first_answer_after_kill": round(first_ok - killed, 2),
-        "seconds_to_reload_logged": round(recovered - killed, 2),
-    }
-    print("recovery:", figures)
+    print(f"\n{sig.name} of {victim} under {workers} clients of {model}: {figures}")
     return figures
 
 
 def test_dead_onnx_stage_stub_is_reloaded_under_traffic(served):
-    figures = kill_stub_under_traffic(served, "orientation_classifier", "orientation")
-    assert figures["seconds_to_reload_logged"] < 30
+    figures = fault_under_traffic(served, "orientation_classifier", "orientation", signal.SIGKILL)
+    assert figures["seconds_to_reload"] < 30
     assert "stub of model 'orientation_classifier' died" in served.output
 
 
 def test_dead_bls_model_stub_is_reloaded_under_traffic(served):
-    figures = kill_stub_under_traffic(served, "bls_probe", "bls_probe")
-    assert figures["seconds_to_reload_logged"] < 30
+    figures = fault_under_traffic(served, "bls_probe", "bls_probe", signal.SIGKILL)
+    assert figures["seconds_to_reload"] < 30
 
 
-# --- reloads under traffic (item 3) -----------------------------------------------------
+def test_stopped_stub_is_killed_and_reloaded_under_traffic(served):
+    """kill -STOP: Triton fails the requests sent to the stopped instance
+    after about a second each ("not healthy"); the watchdog sees the stopped
+    state on two polls, kills the stub and reloads its model."""
+    figures = fault_under_traffic(served, "datatypes_model1", "datatypes", signal.SIGSTOP)
+    assert figures["seconds_to_reload"] < 30
+    assert "stub of model 'datatypes_model1' stopped" in served.output
+
+
+def test_request_stuck_in_a_model_fails_with_a_timeout_error_and_the_model_comes_back(served):
+    """`stuck` sleeps as many seconds as its input asks: 1000 is a hang. Past
+    its execution bound (3 s, its config's execution_bound_s) the watchdog
+    interrupts it: the client gets a timeout error naming the bound at once,
+    not a hang, and the model is reloaded."""
+    client = grpcclient.InferenceServerClient(served.grpc_url)
+    start_line = len(served.lines)
+    try:
+        started = time.monotonic()
+        with pytest.raises(InferenceServerException) as failed:
+            client.infer("stuck", make_inputs(grpcclient, {"x": np.full((1, 3), 1000.0, np.float32)}), client_timeout=120)
+        seconds = time.monotonic() - started
+        assert f"execution bound of {FRAGILE_BOUND_S} s exceeded" in str(failed.value), failed.value
+        assert FRAGILE_BOUND_S <= seconds < FRAGILE_BOUND_S + 5, seconds
+        served.wait_for("model 'stuck' reloaded in", timeout=60, start=start_line)
+        x = np.full((1, 3), 2.0, np.float32)
+        np.testing.assert_array_equal(client.infer("stuck", make_inputs(grpcclient, {"x": x})).as_numpy("y"), x)
+    finally:
+        client.close()
+    assert "stub of model 'stuck' was interrupted at its execution bound" in served.output
+
+
+def test_failed_reload_is_retried_with_backoff_and_reported(served):
+    """`fragile`'s stub dies while its model.py is broken: each reload fails
+    and is reported, with the pause before the next; once the file is fixed
+    a retry brings the model back."""
+    code = served.repo / "fragile" / "1" / "model.py"
+    good = code.read_text()
+    start_line = len(served.lines)
+    code.write_text("raise RuntimeError('deliberately broken during a recovery')\n")
+    try:
+        os.kill(served.stub_pid("fragile"), signal.SIGKILL)
+        served.wait_for("reloading model 'fragile' failed (attempt 2", timeout=60, start=start_line)
+    finally:
+        code.write_text(good)
+    served.wait_for("model 'fragile' reloaded in", timeout=60, start=start_line)
+    failures = [line for line in served.lines[start_line:] if "reloading model 'fragile' failed" in line]
+    assert "retrying in 1 s" in failures[0] and "deliberately broken during a recovery" in failures[0], failures
+    assert "retrying in 2 s" in failures[1], failures
+    assert infer_identity(served.grpc_url, 4.0, model="fragile") == "1"
+
+
+# --- reloads under traffic -----------------------------------------------------------------
 
 
 def test_new_version_folder_is_served_without_a_failed_request(served):
@@ -280,34 +298,105 @@ def test_unload_lets_requests_in_flight_finish(served):
     load(served, "slow")
 
 
-# --- shutdown (item 4); stops the module's launcher, so it runs last -------------------------
+def test_a_publish_is_picked_up_by_polling_without_a_failed_request(tmp_path):
+    """--repository-poll-secs: a new version folder is loaded while the old
+    one serves, and a new model folder is loaded, with the server in explicit
+    mode (the watchdog keeps its model-control API)."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    probe_copy(repo, "identity", 0.0)
+    launcher = Launcher(repo, env={"ADMIN_KEY": "poll-test-key-0123456789"}, args=["--repository-poll-secs", "1"])
+    try:
+        launcher.wait_for("Ctrl-C stops the server")
+        with Traffic(launcher.grpc_url, "identity") as traffic:
+            traffic.wait_answers(20)
+            shutil.copytree(repo / "identity" / "1", repo / "identity" / "2")
+            launcher.wait_for("poll: 'identity' serves version 2", timeout=60)
+            traffic.wait_answers(20)
+        assert not traffic.failures, traffic.failures[:3]
+        assert max(traffic.outcomes, key=lambda o: o.sent).version == "2"
+        probe_copy(repo, "newcomer", 0.0)
+        launcher.wait_for("poll: 'newcomer' serves version 1 (new model)", timeout=60)
+        assert infer_identity(launcher.grpc_url, 1.0, model="newcomer") == "1"
+        assert "watchdog" not in launcher.output
+    finally:
+        assert launcher.stop() == 0, launcher.output[-3000:]
 
 
-def test_sigterm_answers_requests_in_flight_refuses_new_ones_and_cleans_up(served):
+# --- the drain on SIGTERM; stops the module's launcher, so it runs last ----------------------
+
+
+def stream_request(steps: int) -> dict[str, np.ndarray]:
+    return {
+        "prompt": np.array([b"a lighthouse at dusk"], dtype=np.object_),
+        "steps": np.array([steps], np.int32),
+        "seed": np.array([3], np.int64),
+    }
+
+
+def send_until_refused(served, model: str, tensors: dict, timeout: float = 120.0) -> tuple[str, int]:
+    """Send `model` requests one after another until one is refused; every
+    one before must be answered. Returns (the refusal, answers before it)."""
+    client = grpcclient.InferenceServerClient(served.grpc_url)
+    answered, deadline = 0, time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            try:
+                client.infer(model, make_inputs(grpcclient, tensors), client_timeout=60)
+                answered += 1
+            except InferenceServerException as error:
+                assert error.status() == "StatusCode.UNAVAILABLE", (error, [line for line in served.lines if "drain" in line])
+                return error.message(), answered
+            time.sleep(0.2)
+    finally:
+        client.close()
+    raise AssertionError(f"'{model}' was still answering {timeout:.0f} s after SIGTERM")
+
+
+def test_sigterm_drains_ensembles_bls_and_streams_in_flight_after_stub_recoveries(served):
+    """Stubs died and were brought back above. ocr and ocr_bls requests and a
+    Stable Diffusion stream are in flight when SIGTERM comes: every stage of
+    each (and every streamed step) finishes, new requests are refused with
+    'server is stopping' (gRPC UNAVAILABLE, HTTP 503), the launcher exits 0
+    within its grace period and leaves no process, port or shared memory."""
+    assert "watchdog: stub of model" in served.output, "run with the stub tests above: the drain follows recoveries"
     server_pid = served.server_pid()
     stubs = [s.pid for s in server_stubs(server_pid, {})]
     prefix = shm_prefix(server_pid)
-    assert stubs and list_shm(prefix), "the server should have stubs and shared memory while it runs"
+    ocr = entries()["ocr"]
     client = grpcclient.InferenceServerClient(served.grpc_url)
-    answers = []
-    sent = [np.full((1, 3), i, dtype=np.float32) for i in range(6)]
-    for x in sent:
-        client.async_infer("slow", make_inputs(grpcclient, {"x": x}), lambda result, error: answers.append((result, error)))
-    time.sleep(0.3)
+    answers: queue.Queue = queue.Queue()
+    for model in ("ocr", "ocr_bls", "ocr", "ocr_bls"):
+        client.async_infer(model, make_inputs(grpcclient, ocr.good(0)), lambda result, error, model=model: answers.put((model, result, error)), client_timeout=300)
+    streamed: queue.Queue = queue.Queue()
+    stream = grpcclient.InferenceServerClient(served.grpc_url)
+    stream.start_stream(callback=lambda result, error: streamed.put((result, error)))
+    stream.async_stream_infer("stable_diffusion_stream", make_inputs(grpcclient, stream_request(steps=STREAM_STEPS)))
+    first_step = streamed.get(timeout=120)
+    assert first_step[1] is None, first_step[1]
     served.process.send_signal(signal.SIGTERM)
-    time.sleep(0.5)
-    with pytest.raises(Exception):
-        infer_identity(served.grpc_url, 1)
-    code = served.process.wait(60)
+    signalled = time.monotonic()
+    refusal, answered_meanwhile = send_until_refused(served, "datatypes", datatypes_tensors())
+    assert refusal.startswith("server is stopping"), refusal
+    over_http = refused_over_http(served, "datatypes", datatypes_tensors())
+    assert over_http.status() == "503" and over_http.message().startswith("server is stopping"), over_http
+    code = served.process.wait(120 + 10 + 60)
+    stopped_after = time.monotonic() - signalled
+    finished = [answers.get(timeout=10) for _ in range(4)]
+    steps = [streamed.get(timeout=10) for _ in range(STREAM_STEPS)]  # the other steps, then the picture
+    stream.stop_stream()
+    stream.close()
     client.close()
     assert code == 0, served.output[-3000:]
-    # the stub kills above leave versions Triton never finishes unloading: said, not hidden
-    assert "the exit timeout expired on model versions whose stub had died" in served.output
-    # the watchdog acted on the two kills only, never on a stub replaced by a reload or unload
-    assert sum("watchdog: stub of model" in line for line in served.lines) == 2, served.output
-    assert len(answers) == len(sent) and all(error is None for _, error in answers), [str(e) for _, e in answers if e]
-    assert sorted(float(r.as_numpy("y")[0, 0]) for r, _ in answers) == list(range(6))
-    # a stub killed above stays a zombie until tritonserver exits, then init reaps it
+    assert "draining: nothing in flight" in served.output
+    ocr_loaded = "FAILED to load 'ocr" not in served.output  # the OCR models may be broken on their own (tests/test_ocr.py)
+    for model, result, error in finished:
+        assert error is None or not ocr_loaded, (model, error)
+        assert error is None or not any(cut in str(error).lower() for cut in ("stopping", "unknown model")), (model, error)
+        assert error is not None or result.as_numpy("texts") is not None, model
+    assert all(error is None for _, error in steps), [str(e) for _, e in steps if e]
+    assert steps[-1][0].as_numpy("generated_image") is not None
+    print(f"\ndrain: {answered_meanwhile} new requests answered before the stand-ins took over; stopped {stopped_after:.1f} s after SIGTERM")
 
     def alive() -> list[int]:
         return [pid for pid in [server_pid, *stubs] if os.path.exists(f"/proc/{pid}")]
@@ -315,6 +404,26 @@ def test_sigterm_answers_requests_in_flight_refuses_new_ones_and_cleans_up(serve
     wait_until(lambda: not alive(), 30, lambda: f"still alive: {alive()}\n{served.output[-3000:]}")
     assert not list_shm(prefix)
     assert port_free(served.http_port) and port_free(served.grpc_port)
+
+
+def refused_over_http(served, model: str, tensors: dict, timeout: float = 120.0) -> InferenceServerException:
+    """The first refusal of `model` over HTTP (requests before it are answered)."""
+    client = httpclient.InferenceServerClient(served.http_url, network_timeout=120)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            try:
+                client.infer(model, make_inputs(httpclient, tensors))
+            except InferenceServerException as error:
+                return error
+            time.sleep(0.2)
+    finally:
+        client.close()
+    raise AssertionError(f"'{model}' was still answering over HTTP {timeout:.0f} s after SIGTERM")
+
+
+def datatypes_tensors() -> dict[str, np.ndarray]:
+    return entries()["datatypes"].good(0)
 
 
 def shm_prefix(server_pid: int) -> str:

@@ -126,7 +126,7 @@ def test_watchdog_names_a_stub_that_dies_before_its_first_poll(tmp_path):
         watchdog.start()
         child.kill()  # before the first poll (0.1 s after start)
         deadline = time.monotonic() + 10
-        while not watchdog.recoveries and time.monotonic() < deadline:
+        while not (watchdog.recoveries and watchdog.recoveries[0].attempts) and time.monotonic() < deadline:
             time.sleep(0.05)
         watchdog.stop()
     finally:
@@ -134,7 +134,8 @@ def test_watchdog_names_a_stub_that_dies_before_its_first_poll(tmp_path):
         child.wait()
     assert lines and "stub of model 'fake_model' died (fake_model_0_0" in lines[0], lines
     # nothing listens there: the reload is reported as failed, not hung
-    assert watchdog.recoveries and watchdog.recoveries[0]["model"] == "fake_model" and not watchdog.recoveries[0]["ok"]
+    assert watchdog.recoveries and watchdog.recoveries[0].model == "fake_model" and not watchdog.recoveries[0].ok
+    assert "reloading model 'fake_model' failed (attempt 1" in "\n".join(lines) and "retrying in 1 s" in "\n".join(lines)
 
 
 def test_server_stubs_finds_a_stub_whose_server_has_exited(tmp_path):
