@@ -322,15 +322,25 @@ class Balancer:
 
     def __post_init__(self):
         self.user = worker_user()
-        self.temp_dir = worker_temp_dir(self.user)
+        self.temp_dir: Path | None = None
 
     def config(self) -> str:
         return nginx_config(
-            self.workdir, self.replicas, self.http_port, self.grpc_port, self.fail_timeout, self.listen,
-            self.limits, self.temp_dir, self.user, self.down, self.max_fails,
-        )  # fmt: skip
+            self.workdir,
+            self.replicas,
+            self.http_port,
+            self.grpc_port,
+            fail_timeout=self.fail_timeout,
+            listen=self.listen,
+            limits=self.limits,
+            temp_dir=self.temp_dir,
+            user=self.user,
+            down=self.down,
+            max_fails=self.max_fails,
+        )
 
     def start(self) -> "Balancer":
+        self.temp_dir = worker_temp_dir(self.user)
         self.process = start_nginx(self.workdir, self.config())
         if self.check_interval:
             self._thread = threading.Thread(target=self._check_loop, name="balancer-readiness", daemon=True)
@@ -363,7 +373,8 @@ class Balancer:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(10)
-        shutil.rmtree(self.temp_dir, ignore_errors=True)
+        if self.temp_dir is not None:
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
 
     def __enter__(self) -> "Balancer":
         return self.start()

@@ -327,12 +327,14 @@ def test_poll_mode_loads_a_slowly_published_version_under_traffic(polled, tmp_pa
     wait_until(lambda: _index_versions(server, model) == wanted, 20, lambda: f"versions {_index_versions(server, model)}")
 
 
-def test_object_store_outage_leaves_the_served_models_serving(tmp_path, no_bytecode):
+def test_object_store_outage_leaves_the_served_models_serving(tmp_path, no_bytecode, monkeypatch):
     """The object store goes away (its process stopped) under traffic. A
     server on the synced folder answers every request and the sync reports
     the outage; the same server polling s3:// itself, measured beside it,
     unloads the model (Triton 2.51 counts an unlistable repository as an
-    empty one): the reason the server polls a local folder."""
+    empty one): the reason the server polls a local folder. (That server's
+    S3 client tries once here, AWS_MAX_ATTEMPTS=1 in standard retry mode; by default it retries for
+    about 30 s, then unloads the same way.)"""
     store = MotoServer(tmp_path / "moto.log").start()
     direct = None
     try:
@@ -340,16 +342,18 @@ def test_object_store_outage_leaves_the_served_models_serving(tmp_path, no_bytec
         url = store.url(BUCKET, "outage")
         published = publish(url, MODEL_REPOSITORY, ["text2ids"])
         with served_by_sync(url, tmp_path / "served") as (sync, server):
-            direct = TritonServer(repositories=[published["url"]], poll_secs=POLL_SECS, log_path=tmp_path / "direct.log").start(timeout=300)
+            with monkeypatch.context() as patched:
+                patched.setenv("AWS_MAX_ATTEMPTS", "1")
+                patched.setenv("AWS_RETRY_MODE", "standard")  # the C++ SDK's legacy mode ignores the count
+                direct = TritonServer(repositories=[published["url"]], poll_secs=POLL_SECS, log_path=tmp_path / "direct.log").start(timeout=300)
             with Traffic(server, "text2ids") as traffic:
                 time.sleep(1.0)
                 store.process.terminate()
                 store.process.wait(10)
                 down = time.monotonic()
                 wait_until(lambda: len(sync.errors) >= 2, 30, "the sync never noticed the outage")
-                # the server's own S3 client retries for about 30 s before its poll gives up
                 wait_until(lambda: requests.post(f"http://{direct.http_url}/v2/models/text2ids/infer", json=PAYLOAD, timeout=10).status_code != 200, 60)
-                time.sleep(POLL_SECS)
+                time.sleep(3 * POLL_SECS)
             served = sum(1 for t, _, _ in traffic.answers if t > down)
             assert not traffic.failures, traffic.failures[:3]
             assert served > 0 and server.is_ready() and sync.snapshot == published["snapshot"]
