@@ -32,7 +32,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
-from export.common.cli import ExportArguments, finish
+from export.common.cli import ExportArguments, done
 from pipelines.ocr.models import DET_OUTPUT, REC_INDICES, REC_OUTPUT, REC_SCORES
 from pipelines.ocr.params import MODEL_SETS
 from pipelines.ocr.recognize import ctc_steps
@@ -145,10 +145,7 @@ def main(argv=None) -> int:
     sources = {"PP-OCRv6": Path(args.source) if args.source else package_dir("PP-OCRv6") / "models", "PP-OCRv4": package_dir("PP-OCRv4") / "models"}
     for set_name, source in sources.items():
         export_set(set_name, source, args.output_dir)
-    summary = "checked: " + "; ".join(check(args.output_dir, set_name) for set_name in sources)
-    print(summary)
-    finish(args, "ocr", started, summary)
-    return 0
+    return done(args, started, "checked: " + "; ".join(check(args.output_dir, set_name) for set_name in sources))
 
 
 if __name__ == "__main__":

@@ -38,9 +38,9 @@ def texts_tensor(texts: list[str]) -> np.ndarray:
 def test_image_decode_computes_only_what_is_asked(inprocess, photos):
     data = photos[1].data
     both = outputs_of(inprocess.infer("image_decode", picture(data)))
-    assert set(both) == {"image", "image_rapid"}
-    assert np.array_equal(both["image"][0], decode_image(data, "rgb"))
-    assert np.array_equal(both["image_rapid"][0], decode_image(data, "rapid"))
+    assert set(both) == {"image", "image_rapid", "image_rapidocr"}
+    for output, rule in (("image", "rgb"), ("image_rapid", "rapid"), ("image_rapidocr", "rapidocr")):
+        assert np.array_equal(both[output][0], decode_image(data, rule))
     assert set(outputs_of(inprocess.infer("image_decode", picture(data), ["image"]))) == {"image"}
 
 

@@ -20,7 +20,8 @@ from pipelines.image.decode import decode_image
 from pipelines.ocr import det
 from pipelines.ocr.params import ModelSet, model_set
 from pipelines.ocr.pipeline import Networks, Prepared, prepare, read_detection, read_picture
-from pipelines.serving.partition import answer_each_async, per_item, per_item_async
+from pipelines.serving.batching import prepared
+from pipelines.serving.partition import per_item, per_item_async
 from pipelines.serving.python_model import ModelContext, RequestTensors
 from pipelines.serving.tensors import RequestError
 
@@ -67,7 +68,7 @@ def make_det_pre(context: ModelContext):
         prepared = prepare_picture(tensors["image"], "image", served)
         return {"det_input": prepared.det_input, "letterboxed": prepared.image, "restore": prepared.restore.as_array()}
 
-    return per_item(one, context=f"model '{context.name}'")  # one picture per request: nothing to stack
+    return per_item(one)  # one picture per request: nothing to stack
 
 
 def make_recognize(context: ModelContext):
@@ -78,7 +79,7 @@ def make_recognize(context: ModelContext):
         restore = det.Restore.from_array(tensors["restore"])
         return (await read_detection(tensors["prob_map"], tensors["image"], restore, nets, served.params)).as_outputs()
 
-    return per_item_async(one, context=f"model '{context.name}'")
+    return per_item_async(one)
 
 
 def make_bls(context: ModelContext):
@@ -95,9 +96,4 @@ def make_bls(context: ModelContext):
     async def read(prepared: Prepared):
         return (await read_picture(prepared, nets, served.params)).as_outputs()
 
-    run = per_item_async(read, context=f"model '{context.name}'")
-
-    async def process(requests: list[RequestTensors]) -> list:
-        return await answer_each_async(requests, decode, run)
-
-    return process
+    return prepared(decode, per_item_async(read))
