@@ -61,8 +61,9 @@ def stand_in_config(config: dict) -> dict:
         "name": config["name"],
         "backend": "python",
         "max_batch_size": config.get("max_batch_size", 0),
-        "input": config.get("input", []),
-        "output": config.get("output", []),
+        # the tensors' names, types and shapes only: a label file or a reshape refers to the model's own folder
+        "input": [{k: v for k, v in i.items() if k in ("name", "data_type", "dims", "optional")} for i in config.get("input", [])],
+        "output": [{k: v for k, v in o.items() if k in ("name", "data_type", "dims")} for o in config.get("output", [])],
         "instance_group": [{"count": 1, "kind": "KIND_CPU"}],
         "parameters": {DRAINING_PARAMETER: {"string_value": "1"}},
     }

@@ -600,7 +600,10 @@ def main(argv: list[str] | None = None) -> int:
         supervisor.drain(args.drain_grace_secs)
         print("stopping tritonserver ...", flush=True)
     supervisor.stop()
-    server.stop()  # also when it ended by itself: removes what it left in /dev/shm
+    # also when it ended by itself: removes what it left in /dev/shm. After a drain
+    # nothing is in flight, so an idle client connection or stream that holds the
+    # server past its exit timeout is not waited for long.
+    server.stop(timeout=EXIT_TIMEOUT_S + 15 if supervisor.drained else 30.0)
     return _finish(server, supervisor)
 
 
@@ -611,6 +614,10 @@ def _finish(server: TritonServer, supervisor: Supervisor | None) -> int:
         print(f"killed {len(server.killed_stubs)} Python stub(s) that outlived tritonserver", flush=True)
     if server.removed_shm:
         print(f"removed {len(server.removed_shm)} shared-memory region(s) tritonserver left in /dev/shm", flush=True)
+    if code == -signal.SIGKILL and supervisor is not None and supervisor.drained:
+        print("every request in flight had finished; tritonserver, held past its exit timeout by an idle client "
+              "connection or stream, was killed", flush=True)
+        return 0
     if code == 1 and supervisor is not None and "Exit timeout expired" in _log_tail(server):
         # Not a failed shutdown: nothing was in flight any more, or only on versions
         # Triton 24.10 never finishes unloading (their stub had died).

@@ -98,7 +98,7 @@ def tls_server(tmp_path_factory):
     base = tmp_path_factory.mktemp("tls")
     pem = make_ca_and_server_cert(base)
     repo = small_repository(base / "repo", DATATYPES)
-    launcher = Launcher(repo, env={"GRPC_TLS_CERT": pem["cert"], "GRPC_TLS_KEY": pem["key"], "ADMIN_KEY": "k"}, args=["--no-watchdog"])
+    launcher = Launcher(repo, env={"GRPC_TLS_CERT": pem["cert"], "GRPC_TLS_KEY": pem["key"], "ADMIN_KEY": "tls-test-admin-key-0123"}, args=["--no-watchdog"])
     launcher.wait_for("Ctrl-C stops the server")
     launcher.pem = pem
     yield launcher
@@ -142,7 +142,7 @@ def test_plaintext_and_unknown_ca_clients_are_refused(tls_server, tmp_path):
 def test_mutual_tls_needs_a_client_certificate_the_ca_signed(tmp_path):
     pem = make_ca_and_server_cert(tmp_path)
     repo = small_repository(tmp_path / "repo")
-    env = {"GRPC_TLS_CERT": pem["cert"], "GRPC_TLS_KEY": pem["key"], "GRPC_TLS_CLIENT_CA": pem["ca"], "ADMIN_KEY": "k"}
+    env = {"GRPC_TLS_CERT": pem["cert"], "GRPC_TLS_KEY": pem["key"], "GRPC_TLS_CLIENT_CA": pem["ca"], "ADMIN_KEY": "tls-test-admin-key-0123"}
     launcher = Launcher(repo, env=env, args=["--no-watchdog"])
     try:
         launcher.wait_for("Ctrl-C stops the server")
