@@ -19,11 +19,15 @@ MODEL_CONFIG_NAME ?=
 MODEL_REPOSITORY ?=
 REPOSITORY_POLL_SECS ?=
 REPOSITORY_URL ?=
-# make serve also reads ADMIN_KEY (else a random key goes to build/admin-key, mode 0600),
+# make serve also reads ADMIN_KEY and STATS_KEY (else random keys go to build/admin-key and
+# build/stats-key, mode 0600; docs/operations.md), METRICS_ADDRESS (default 127.0.0.1),
+# DRAIN_GRACE_SECS (how long requests in flight may finish on SIGTERM or Ctrl-C, default 120),
 # GRPC_TLS_CERT, GRPC_TLS_KEY, GRPC_TLS_CLIENT_CA (gRPC over TLS; with a client CA, mutual TLS)
-export ADMIN_KEY GRPC_TLS_CERT GRPC_TLS_KEY GRPC_TLS_CLIENT_CA
+export ADMIN_KEY STATS_KEY METRICS_ADDRESS DRAIN_GRACE_SECS GRPC_TLS_CERT GRPC_TLS_KEY GRPC_TLS_CLIENT_CA
 SOAK_MINUTES ?= 10
 SOAK_CONCURRENCY ?= 32
+# e.g. SOAK_ARGS=--no-faults (fair weather) or --models text_embedding,datatypes
+SOAK_ARGS ?=
 # malloc of make serve's server and stubs: Debian's jemalloc (libjemalloc2,
 # installed by `make jemalloc`), which held RSS in the soak where glibc grew;
 # ALLOCATOR=glibc opts out. (Preloaded jemalloc killed the openvino stubs at load
@@ -146,12 +150,12 @@ $(ANALYZER_STAMP): requirements/model-analyzer.txt
 model-analyzer: export backends $(ANALYZER_STAMP)
 	$(PY) -m perf.model_analyzer $(MA_ARGS)
 
-# Reliability: mixed traffic against a server of its own (perf/results/soak.md
-# and .png), and hypothesis fuzzing with a new seed each run (both also run
-# briefly in make test).
+# Reliability (docs/reliability.md): mixed traffic with injected faults against a
+# server of its own (perf/results/soak.md and .png), and fuzzing: hypothesis with a
+# new seed each run, and raw HTTP and gRPC messages (all also run briefly in make test).
 .PHONY: soak fuzz jemalloc
 soak: export backends $(if $(filter jemalloc,$(SOAK_PRELOAD)),jemalloc)
-	$(PY) -m perf.soak --minutes $(SOAK_MINUTES) --concurrency $(SOAK_CONCURRENCY) $(if $(SOAK_PRELOAD),--preload $(SOAK_PRELOAD))
+	$(PY) -m perf.soak --minutes $(SOAK_MINUTES) --concurrency $(SOAK_CONCURRENCY) $(if $(SOAK_PRELOAD),--preload $(SOAK_PRELOAD)) $(SOAK_ARGS)
 
 # Debian's jemalloc, for `make soak SOAK_PRELOAD=jemalloc` (the allocator comparison)
 jemalloc:
@@ -159,7 +163,7 @@ jemalloc:
 		$(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq --no-install-recommends libjemalloc2; }
 
 fuzz: export backends
-	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_RANDOM=1 $(PY) -m pytest tests/test_fuzz.py -q -s $(PYTEST_ARGS)
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_RANDOM=1 $(PY) -m pytest tests/test_fuzz.py tests/test_wire_fuzz.py -q -s $(PYTEST_ARGS)
 
 clean:
 	$(PYTHON) -m export --clean
