@@ -36,6 +36,7 @@ from runtime.triton_api import TritonApiError, load, model_config, pending_reque
 STOPPING_MODEL = Path(__file__).with_name("stopping_model.py")
 DRAINING_PARAMETER = "server_stopping"
 CONFIRM_S = 1.0
+SWAP_ATTEMPTS = 3
 POLL_S = 0.2
 
 
@@ -121,11 +122,17 @@ class Drain:
         errors: dict[str, str] = {}
 
         def swap(name: str) -> None:
-            error = load(self.http_url, name, self.admin_key, config=stand_in_config(configs[name]), files={"1/model.py": code})
-            if error:
-                errors[name] = error
-            else:
-                self.refused_by.append(name)
+            for attempt in range(1, SWAP_ATTEMPTS + 1):
+                error = load(self.http_url, name, self.admin_key, config=stand_in_config(configs[name]), files={"1/model.py": code})
+                if error is None:
+                    self.refused_by.append(name)
+                    return
+                if "out-dated" not in error or attempt == SWAP_ATTEMPTS:
+                    errors[name] = error
+                    return
+                # Triton 2.51 took another load of this model (a dependency's) for newer and
+                # dropped ours, leaving the model without a version: load the stand-in again
+                self.log(f"draining: the stand-in of '{name}' was out-dated by another load; loading it again")
 
         threads = [threading.Thread(target=swap, args=(name,), daemon=True) for name in entry_models(configs)]
         for thread in threads:
