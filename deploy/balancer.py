@@ -25,7 +25,8 @@ A POST (inference) that reached a replica is never sent again by nginx (no
 `non_idempotent`): a slow request that times out after 300 s is answered 504,
 not run a second time elsewhere. A client that knows its requests are safe to
 repeat (the served models are stateless) retries itself: `HTTP_RETRY` for
-requests/urllib3, `GRPC_RETRY_CHANNEL_ARGS` for gRPC (UNAVAILABLE). nginx's
+requests/urllib3, `GRPC_RETRY_CHANNEL_ARGS` (clients/common.py) for gRPC
+(UNAVAILABLE, on the open calls only: a refused locked call is not repeated). nginx's
 own gRPC errors (502, 503, 504) go out as a trailers-only status 14
 (`@grpc_unavailable`): its default error page has a body, and a gRPC client
 that has received a body counts the call as committed and never retries it.
@@ -60,34 +61,12 @@ from pathlib import Path
 
 from urllib3.util import Retry
 
+# re-exported for the balancer's clients: one policy, retrying only the open calls
+from clients.common import GRPC_RETRY_CHANNEL_ARGS as GRPC_RETRY_CHANNEL_ARGS
+
 NGINX_CANDIDATES = ("nginx", "/usr/sbin/nginx")
 WORKER_USERS = ("www-data", "nobody")
 TEMP_FOLDERS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-
-# tritonclient.grpc.InferenceServerClient(url, channel_args=GRPC_RETRY_CHANNEL_ARGS):
-# up to 3 attempts of a call that ends UNAVAILABLE (a replica gone mid-request).
-GRPC_RETRY_CHANNEL_ARGS = [
-    ("grpc.enable_retries", 1),
-    (
-        "grpc.service_config",
-        json.dumps(
-            {
-                "methodConfig": [
-                    {
-                        "name": [{"service": "inference.GRPCInferenceService"}],
-                        "retryPolicy": {
-                            "maxAttempts": 3,
-                            "initialBackoff": "0.1s",
-                            "maxBackoff": "1s",
-                            "backoffMultiplier": 2,
-                            "retryableStatusCodes": ["UNAVAILABLE"],
-                        },
-                    }
-                ]
-            }
-        ),
-    ),
-]
 
 # requests.Session().mount("http://", HTTPAdapter(max_retries=HTTP_RETRY)): the
 # client's decision to repeat a request (POST included) that nginx answered

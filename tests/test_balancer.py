@@ -30,9 +30,12 @@ import requests
 import tritonclient.grpc as grpcclient
 from object_storage_helpers import MotoServer
 from requests.adapters import HTTPAdapter
+from tritonclient.utils import InferenceServerException
 from triton_helpers import make_inputs, wait_until
 
-from deploy.balancer import GRPC_RETRY_CHANNEL_ARGS, HTTP_RETRY, Balancer, Limits, Replica, find_nginx, worker_user
+import deploy.balancer
+from clients.common import GRPC_RETRY_CHANNEL_ARGS
+from deploy.balancer import HTTP_RETRY, Balancer, Limits, Replica, find_nginx, worker_user
 from deploy.object_storage import publish
 from runtime.paths import MODEL_REPOSITORY
 from runtime.repository_sync import RepositorySync
@@ -228,12 +231,21 @@ def test_killing_a_replica_mid_run_loses_no_request(replicas):
         balancer.stop()
 
 
+def _grpc_calls(workdir: Path, method: str) -> int:
+    """Attempts of one gRPC method nginx logged (each retry is a stream of its own)."""
+    return sum(1 for entry in _access_log(workdir) if entry[5].startswith(f"POST /inference.GRPCInferenceService/{method} "))
+
+
 def test_grpc_error_from_nginx_is_a_retryable_unavailable(tmp_path):
     """nginx's own gRPC errors (here: the only replica refuses connections)
     reach the client as a trailers-only UNAVAILABLE with the balancer's
     message, the form gRPC's retry policy retries; nginx's default 502 page
     ("Received http2 header with status: 502") commits the call, and gRPC
-    does not retry it."""
+    does not retry it. The balancer's clients use the project's one policy
+    (clients/common.py), which retries the open calls (3 attempts of
+    ServerLive) and not the locked ones (1 of RepositoryIndex): Triton
+    refuses a locked call without its key as UNAVAILABLE too."""
+    assert deploy.balancer.GRPC_RETRY_CHANNEL_ARGS is GRPC_RETRY_CHANNEL_ARGS
     dead = f"127.0.0.1:{free_port()}"
     http_port, grpc_port = free_port(), free_port()
     balancer = Balancer(tmp_path, [Replica(dead, dead)], http_port, grpc_port, fail_timeout=FAIL_TIMEOUT, check_interval=None).start()
@@ -251,7 +263,15 @@ def test_grpc_error_from_nginx_is_a_retryable_unavailable(tmp_path):
             pytest.fail("a call to a dead replica succeeded")
 
         wait_until(refused_by_the_balancer, 20, lambda: last_error[0])
+        before = {method: _grpc_calls(tmp_path, method) for method in ("ServerLive", "RepositoryIndex")}
+        with pytest.raises(InferenceServerException, match="replica unavailable"):
+            client.is_server_live()
+        with pytest.raises(InferenceServerException, match="replica unavailable"):
+            client.get_model_repository_index()
         client.close()
+        time.sleep(0.5)  # nginx writes the access log as the requests end
+        attempts = {method: _grpc_calls(tmp_path, method) - count for method, count in before.items()}
+        assert attempts == {"ServerLive": 3, "RepositoryIndex": 1}, attempts
     finally:
         balancer.stop()
 
