@@ -33,7 +33,7 @@ from runtime.procfs import cmdline, pids
 from runtime.server import free_port
 from testsets.images import invalid_samples
 from ui.__main__ import default_metrics_url, parse_auth
-from ui.actions import cls_vector
+from ui.actions import Step, cls_vector, coalesced
 from ui.backend import Backend, readable
 from ui.drawing import ocr_overlay
 from ui.samples import write_samples
@@ -141,8 +141,9 @@ def generate(page, seed: int, steps: int, **kwargs):
     return page.submit(PROMPT, "", steps, 7.5, seed, "server default", api_name="/generate", **kwargs)
 
 
-def running_steps(job) -> list[int]:
-    return [progress["step"] for progress, *_ in job.outputs() if progress and progress.get("state") == "running"]
+def streamed_steps(job) -> list[int]:
+    """Every step the page reported, in order (each update carries the steps since the one before)."""
+    return [step for progress, *_ in job.outputs() if progress for step in progress["new_steps"]]
 
 
 def test_generate_streams_the_steps_and_gives_the_plain_models_pixels(page, triton):
@@ -157,7 +158,7 @@ def test_generate_streams_the_steps_and_gives_the_plain_models_pixels(page, trit
     finally:
         client.close()
     assert np.array_equal(np.asarray(Image.open(final).convert("RGB")), plain), "same seed: the plain model's pixels"
-    assert running_steps(job) == streamed == list(range(1, len(streamed) + 1)) and len(streamed) >= 6
+    assert streamed_steps(job) == streamed == list(range(1, len(streamed) + 1)) and len(streamed) >= 6
 
 
 def unet_steps_after(http_client, before: triton_stats.ModelStats) -> int:
@@ -168,7 +169,7 @@ def unet_steps_after(http_client, before: triton_stats.ModelStats) -> int:
 
 def wait_for_step(job, step: int, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
-    while max(running_steps(job), default=0) < step:
+    while max(streamed_steps(job), default=0) < step:
         assert time.monotonic() < deadline and not job.done(), f"no step {step}: {job.outputs()[-1:]}"
         time.sleep(0.05)
 
@@ -179,7 +180,7 @@ def test_stop_cancels_the_stream_on_the_server(page, http_client):
     wait_for_step(job, 3)
     page.predict(api_name="/stop")  # the Stop button: this session's streams
     progress, _, final, status = job.result(timeout=60)
-    assert progress["state"] == "stopped" and final is None and "**Stopped** after step" in status
+    assert progress["state"] == "stopped" and final is None and "<b>Stopped</b> after step" in status
     ran = unet_steps_after(http_client, before)
     assert ran < 100, f"the UNet ran {ran} of 200 steps after Stop"
     # a cancelled API job (gradio_client's job.cancel()) closes the stream too
@@ -197,7 +198,7 @@ def test_two_sessions_generate_at_once_each_on_its_own_stream(ui_page, triton, t
     first_step: dict[int, float] = {}
     while not all(job.done() for job in jobs):
         for i, job in enumerate(jobs):
-            if i not in first_step and running_steps(job):
+            if i not in first_step and streamed_steps(job):
                 first_step[i] = time.monotonic()
         time.sleep(0.02)
     finished = time.monotonic()
@@ -376,3 +377,34 @@ def test_overlay_draws_each_quadrilateral_as_given():
     on_edge = drawn[60, 130]  # halfway along the top edge (60,40)-(200,80)
     assert tuple(on_edge) != (255, 255, 255), "the tilted edge is drawn"
     assert tuple(drawn[150, 350]) == (255, 255, 255), "nothing away from the box"
+
+
+def test_steps_are_coalesced_into_updates_and_none_is_lost():
+    now = [0.0]
+    preview = np.zeros((1, 8, 8, 3), np.uint8)
+    events = [Step(1), Step(2, preview), Step(3), Step(4), Step(5), Step(-1, image=np.ones((8, 8, 3), np.uint8))]
+
+    def stream():
+        for event in events:
+            now[0] += 0.07  # a step every 70 ms
+            yield event
+
+    updates = list(coalesced(stream(), interval=0.2, clock=lambda: now[0]))
+    assert [u.state for u in updates] == ["running", "running", "done"]
+    assert [u.new_steps for u in updates] == [[1], [2, 3, 4], [5]], "every step once, in order"
+    assert updates[1].preview is preview and updates[1].step == 4 and updates[-1].image is not None
+    closed = []
+
+    def endless():
+        try:
+            step = 0
+            while True:
+                step += 1
+                yield Step(step)
+        finally:
+            closed.append(True)
+
+    pages = coalesced(endless(), interval=0.0)
+    next(pages)
+    pages.close()
+    assert closed == [True], "closing the updates closes the stream (the page's Stop, a cancelled job)"

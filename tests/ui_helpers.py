@@ -71,7 +71,8 @@ class UiProcess:
         from gradio_client import Client
 
         os.environ.update(UI_ENV)  # gradio_client's httpx would otherwise take a proxy for 127.0.0.1
-        return Client(self.url, auth=auth, verbose=False, download_files=str(download_dir))
+        # ssl_verify=False: plain http on loopback; gradio_client would load the CA certificates for every file it fetches
+        return Client(self.url, auth=auth, verbose=False, download_files=str(download_dir), ssl_verify=False)
 
     def __enter__(self) -> "UiProcess":
         return self.start()

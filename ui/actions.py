@@ -263,6 +263,45 @@ class Step:
     stopped: bool = False
 
 
+@dataclass
+class Update:
+    """What the page shows of a generation: the steps received since the
+    previous update (in order), the latest of them and its preview, or the
+    end (done, with the picture, or stopped)."""
+
+    state: str  # running | done | stopped
+    step: int = 0
+    new_steps: list[int] = field(default_factory=list)
+    preview: np.ndarray | None = None
+    image: np.ndarray | None = None
+
+
+def coalesced(events: Iterator[Step], interval: float, clock=time.monotonic) -> Iterator[Update]:
+    """Step events folded into page updates: while steps arrive, one update
+    at most every `interval` seconds, carrying every step since the last one;
+    the end at once, with whatever is pending. (A fast stream would
+    otherwise cost the page an update per step, and the CPU those take is
+    the server's on a small machine.) Closing this closes `events`."""
+    pending, sent_at = Update("running"), float("-inf")
+    try:
+        for event in events:
+            if event.stopped or event.image is not None:
+                yield Update("stopped" if event.stopped else "done", pending.step, pending.new_steps, pending.preview, event.image)
+                return
+            pending.step = event.step
+            pending.new_steps.append(event.step)
+            if event.preview is not None:
+                pending.preview = event.preview
+            if clock() - sent_at >= interval:
+                sent_at = clock()
+                yield pending
+                pending = Update("running", pending.step)
+    finally:
+        close = getattr(events, "close", None)
+        if close is not None:
+            close()
+
+
 class Generations:
     """The streams running per browser session, so that Stop cancels that
     session's stream and nobody else's."""
@@ -321,9 +360,15 @@ def generate(clients: Clients, generations: Generations, session: str, prompt: s
             yield event
     finally:
         client.cancel()  # a no-op once the stream has ended
-        worker.join()
         generations.remove(session, client)
-        client.close()
+        # the page's last update waits for this generator to end: the stream's
+        # and the connection's shutdown need not
+        threading.Thread(target=_close_when_done, args=(worker, client), name=f"sd-close-{session}", daemon=True).start()
+
+
+def _close_when_done(worker: threading.Thread, client: StableDiffusionClient) -> None:
+    worker.join()
+    client.close()
 
 
 # -- Server ------------------------------------------------------------------------------

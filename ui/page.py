@@ -3,8 +3,8 @@ endpoint (ocr, classify, text_similarity, clip_search, generate,
 server_state) that scripts call with gradio_client. ui/actions.py does the
 work; this module lays out the page and turns results into what it shows.
 
-(No `from __future__ import annotations` here: Gradio reads the gr.Request
-and gr.Progress parameters of the handlers from their annotations.)"""
+(No `from __future__ import annotations` here: Gradio finds the gr.Request
+parameter of a handler by its annotation.)"""
 
 import functools
 import json
@@ -38,7 +38,9 @@ SENTENCES = "\n".join(
 )
 # small generated pictures (64x64 from the stand-in checkpoint) fill their box, pixels kept sharp
 CSS = "#sd-preview img, #sd-final img { width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated; }"
-MODEL_SET_SECONDS = 60.0  # how long the OCR model set is taken as known
+MODEL_SET_SECONDS = 60.0
+UPDATE_SECONDS = 0.2  # the Stable Diffusion tab's refresh while steps stream in
+PREVIEWS = 5  # previews a generation asks for (one every steps/5)  # how long the OCR model set is taken as known
 
 
 @dataclass
@@ -267,34 +269,33 @@ def _stable_diffusion_tab(state: PageState, concurrency: int) -> None:
                 run = gr.Button("Generate", variant="primary", elem_id="sd-run")
                 stop = gr.Button("Stop", variant="stop", elem_id="sd-stop")
         with gr.Column():
-            status = gr.Markdown(label="status", elem_id="sd-status")
+            status = gr.HTML(label="progress", elem_id="sd-status")
             with gr.Row():
                 preview = gr.Image(label="Preview", format="png", interactive=False, height=256, elem_id="sd-preview")
                 final = gr.Image(label="Final image", format="png", interactive=False, height=256, elem_id="sd-final")
             progress_json = gr.JSON(label="progress", visible=False)
 
-    def generate(prompt_text, negative_text, step_count, guidance_scale, seed_value, size_text, request: gr.Request, progress=gr.Progress()):
+    def generate(prompt_text, negative_text, step_count, guidance_scale, seed_value, size_text, request: gr.Request):
         total = int(step_count)
-        settings = dict(steps=total, guidance_scale=float(guidance_scale), seed=int(seed_value or 0), preview_every=max(1, total // 10))
+        settings = dict(steps=total, guidance_scale=float(guidance_scale), seed=int(seed_value or 0), preview_every=max(1, total // PREVIEWS))
         if negative_text and negative_text.strip():
             settings["negative_prompts"] = [negative_text]
         if size_text and size_text != SIZES[0]:
             height, width = (int(v) for v in size_text.split("x"))
             settings.update(height=height, width=width)
-        progress((0, total), desc="starting")
-        yield {"step": 0, "steps": total, "state": "starting"}, None, None, "Starting…"
+        yield {"step": 0, "new_steps": [], "steps": total, "state": "starting"}, None, None, progress_html(0, total, "Starting…")
+        events = actions.generate(state.clients, state.generations, request.session_hash, prompt_text, **settings)
         try:
-            last = 0
-            for event in actions.generate(state.clients, state.generations, request.session_hash, prompt_text, **settings):
-                if event.stopped:
-                    yield {"step": last, "steps": total, "state": "stopped"}, gr.skip(), None, f"**Stopped** after step {last}: the server cancelled the stream."
-                elif event.image is not None:
-                    yield {"step": last, "steps": total, "state": "done"}, gr.skip(), event.image, f"**Done**: {last} steps."
+            for update in actions.coalesced(events, UPDATE_SECONDS):
+                # the step count can pass `total`: some schedulers take a step more than asked (PNDM: steps + 1)
+                shown = {"step": update.step, "new_steps": update.new_steps, "steps": total, "state": update.state}
+                preview_shown = update.preview[0] if update.preview is not None else gr.skip()
+                if update.state == "stopped":
+                    yield shown, preview_shown, None, progress_html(update.step, total, f"<b>Stopped</b> after step {update.step}: the server cancelled the stream.")
+                elif update.state == "done":
+                    yield shown, preview_shown, update.image, progress_html(total, total, f"<b>Done</b>: {update.step} steps.")
                 else:
-                    last = event.step  # some schedulers take a step more than asked (PNDM: steps + 1)
-                    progress((min(last, total), total), desc="denoising")
-                    shown = event.preview[0] if event.preview is not None else gr.skip()
-                    yield {"step": last, "steps": total, "state": "running"}, shown, gr.skip(), f"Step {last} of {total}"
+                    yield shown, preview_shown, gr.skip(), progress_html(update.step, total, f"Step {update.step} of {total}")
         except UserError as error:
             raise gr.Error(str(error), print_exception=False) from None
 
@@ -308,9 +309,15 @@ def _stable_diffusion_tab(state: PageState, concurrency: int) -> None:
         outputs=[progress_json, preview, final, status],
         api_name="generate",
         concurrency_limit=concurrency,
-        show_progress_on=[final],
+        show_progress="hidden",  # the tab's own bar follows the steps; Gradio's would cover the pictures
     )
     stop.click(stop_generation, inputs=None, outputs=None, queue=False, api_name="stop")
+
+
+def progress_html(step: int, total: int, text: str) -> str:
+    """The Stable Diffusion tab's progress bar and line (a plain <progress>:
+    one small update per refresh, nothing drawn over the pictures)."""
+    return f'<progress value="{min(step, total)}" max="{total}" style="width: 100%"></progress><div>{text}</div>'
 
 
 # -- Server --------------------------------------------------------------------------------------
