@@ -13,14 +13,21 @@ next:
     ROOT/applied.json              the manifest of the snapshot repository/ serves
 
 A changed model is built beside the served ones (store/.partial-*), file by
-file against the manifest's SHA-256 (unchanged files are hard links to the
-served copy, so only changed bytes travel), renamed whole, and its link is
+file against the manifest's SHA-256 (files a served folder holds are copied
+from it, so only changed bytes travel), renamed whole, and its link is
 swapped in one rename(2): every path under repository/ leads to a whole old
 folder or a whole new one, never a mix. A model the snapshot no longer has
 loses its link (one unlink). Unchanged models keep folder, link and times, so
-tritonserver leaves them alone; in a changed one, folders whose files did not
-change keep their times, so Triton reloads only what changed (its per-version
-timestamps). When the object store cannot be reached or a file does not match
+tritonserver leaves them alone.
+
+Nothing in a served folder changes, times included: tritonserver counts
+max(mtime, ctime) of every file and folder under a model as its version, and
+loads a model again when that moved. So a served file is copied, never hard
+linked (a link changes its ctime), and each .py file's bytecode is written
+beside it before the rename: the Python stub writes a missing one into the
+folder the first time it imports the file (its interpreter is isolated,
+PYTHONDONTWRITEBYTECODE does not reach it), and the next poll would load the
+model again. When the object store cannot be reached or a file does not match
 its hash, nothing local changes and the next cycle tries again.
 
     python -m runtime.repository_sync s3://[host:port/]bucket/prefix ROOT [--interval 30 | --once]
@@ -29,8 +36,10 @@ its hash, nothing local changes and the next cycle tries again.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
+import py_compile
 import shutil
 import signal
 import sys
@@ -60,10 +69,6 @@ def _checked_path(model: str, path: str) -> PurePosixPath:
     if "/" in model or model.startswith(".") or relative.is_absolute() or ".." in relative.parts:
         raise StorageError(f"manifest path {model}/{path} leaves the model folder")
     return relative
-
-
-def _files_under(files: dict[str, dict], prefix: str) -> dict[str, str]:
-    return {path: meta["sha256"] for path, meta in files.items() if path.startswith(prefix)}
 
 
 class RepositorySync:
@@ -134,11 +139,25 @@ class RepositorySync:
             target = partial / _checked_path(model, path)
             target.parent.mkdir(parents=True, exist_ok=True)
             if meta["sha256"] in served:
-                self._link_or_copy(served[meta["sha256"]], target)
+                shutil.copy2(served[meta["sha256"]], target)  # checked when it came; not a link (see above)
             else:
                 self._download(snapshot_key(manifest["snapshot"], model, path), target, meta)
-        self._keep_unchanged_times(partial, model, entry)
+        self._write_bytecode(partial, entry)
         partial.rename(self.store / name)
+
+    @staticmethod
+    def _write_bytecode(partial: Path, entry: dict) -> None:
+        """Each .py file's bytecode where the stub looks for it, compiled by
+        this interpreter (the backend folder takes the stub of the serving
+        Python, so the same version; another writes its own, and that model
+        is loaded once more)."""
+        for path in entry["files"]:
+            if path.endswith(".py"):
+                source = partial / path
+                try:
+                    py_compile.compile(str(source), cfile=importlib.util.cache_from_source(str(source)), doraise=True)
+                except py_compile.PyCompileError:
+                    pass  # the server reports the error when it loads the model
 
     def _served_files(self) -> dict[str, Path]:
         """SHA-256 -> a local file of the served folders (checked when it came)."""
@@ -150,13 +169,6 @@ class RepositorySync:
                     found[meta["sha256"]] = folder / path
         return found
 
-    @staticmethod
-    def _link_or_copy(source: Path, target: Path) -> None:
-        try:
-            os.link(source, target)
-        except OSError:  # another filesystem, or links not allowed
-            shutil.copy2(source, target)
-
     def _download(self, key: str, target: Path, meta: dict) -> None:
         self._client.download_file(self.location.bucket, self.location.key(key), str(target), Config=transfer_config(self.part_size))
         size, digest = target.stat().st_size, sha256_of(target)
@@ -165,21 +177,6 @@ class RepositorySync:
                 f"{self.location.key(key)} is {size} bytes with SHA-256 {digest[:16]}..., the manifest says {meta['size']} "
                 f"bytes and {meta['sha256'][:16]}...: not served"
             )
-
-    def _keep_unchanged_times(self, partial: Path, model: str, entry: dict) -> None:
-        """Folders whose files are what the served folder had get its times
-        back (the new ones were just created), so tritonserver's per-version
-        timestamps see only what changed."""
-        previous = ((self.applied or {}).get("models") or {}).get(model)
-        if previous is None or not (self.store / self.folder_name(model, previous)).is_dir():
-            return
-        old_root = self.store / self.folder_name(model, previous)
-        for folder in sorted((p for p in partial.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
-            relative = folder.relative_to(partial).as_posix()
-            old = old_root / relative
-            if old.is_dir() and _files_under(entry["files"], relative + "/") == _files_under(previous["files"], relative + "/"):
-                times = old.stat()
-                os.utime(folder, ns=(times.st_atime_ns, times.st_mtime_ns))
 
     def _switch(self, manifest: dict) -> list[str]:
         """Point every model's link at its folder (one rename each), drop the

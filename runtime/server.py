@@ -5,9 +5,11 @@
 admin APIs behind a key and statistics behind another, every model loaded at
 start in explicit mode, a repository poller, a watchdog that brings back a
 model whose stub died or hung, and a drain on SIGTERM that lets every request
-in flight finish (docs/operations.md, docs/reliability.md). TritonServer
-alone is what the test suite and the benchmarks start (one server per test
-session)."""
+in flight finish (docs/operations.md, docs/reliability.md). A published s3://
+root (`make publish`) is served from a local folder that
+runtime/repository_sync.py keeps on the snapshot it serves, polled
+(docs/deployment.md). TritonServer alone is what the test suite and the
+benchmarks start (one server per test session)."""
 
 from __future__ import annotations
 
@@ -27,10 +29,13 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pipelines.serving.progress import PROGRESS_DIR_ENV
-from runtime.remote_repository import StorageError, check_access, is_remote
+from runtime.remote_repository import SNAPSHOT_ID, StorageError, check_access, is_remote
+from runtime.repository_sync import DEFAULT_INTERVAL, RepositorySync
 from runtime.paths import BUILD_DIR, MODEL_REPOSITORY
 from runtime.distribution import assemble_backend_dir, assemble_lib_dir, find_distribution, server_environment
 from runtime.supervisor import Supervisor
@@ -179,6 +184,8 @@ class TritonServer:
         self.process: subprocess.Popen | None = None
         # each stub's progress file (pipelines/serving/progress.py), read by the watchdog and the drain
         self.progress_dir: Path | None = None
+        # local folder -> the published s3:// root it follows (runtime/repository_sync.py)
+        self.followed: dict[Path, str] = {}
 
     @property
     def metrics_url(self) -> str:
@@ -241,8 +248,9 @@ class TritonServer:
         if self.preload:
             env["LD_PRELOAD"] = self.preload  # tritonserver passes its environment on to the stubs
         for repository in self.repositories:
+            if is_remote(repository) or repository in self.followed:  # outside the checkout either way
+                check_serving_package(env, self.followed.get(repository, repository))
             if is_remote(repository):
-                check_serving_package(env, repository)
                 try:
                     check_access(repository)
                 except StorageError as error:
@@ -470,12 +478,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--model-repository",
         action="append",
-        help="local folder or s3:// gs:// as:// URL, repeatable; default $MODEL_REPOSITORY or model_repository/",
+        help="local folder or s3:// gs:// as:// URL (a `make publish` root or one snapshot), repeatable; default $MODEL_REPOSITORY or model_repository/",
     )
     parser.add_argument(
         "--repository-poll-secs",
         type=int,
-        help="every N seconds, load what changed in the repository (runtime/poller.py); default $REPOSITORY_POLL_SECS",
+        help="every N seconds, load what changed in the repository (runtime/poller.py); default $REPOSITORY_POLL_SECS. "
+        "A published s3:// root is followed (runtime/repository_sync.py) and polled every N seconds, 30 when unset",
     )
     parser.add_argument("--http-port", help="default $HTTP_PORT or 8000")
     parser.add_argument("--grpc-port", help="default $GRPC_PORT or 8001")
@@ -564,6 +573,41 @@ def announce(server: TritonServer, key_files: dict[str, Path | None], poll_secs:
         say(f"polling the repository every {poll_secs} s: what changes there is loaded")
 
 
+def is_published_root(repository: Path | str) -> bool:
+    """An s3:// URL other than one snapshot's: what `make publish` switches
+    (current.json), served through a sync, never polled by tritonserver itself."""
+    return isinstance(repository, str) and repository.startswith("s3://") and not SNAPSHOT_ID.match(repository.rstrip("/").rsplit("/", 1)[-1])
+
+
+@contextmanager
+def following_published_roots(server: TritonServer, interval: float, log) -> Iterator[list[RepositorySync]]:
+    """Each published root among the server's repositories replaced by a local
+    folder (in a temporary one) that a RepositorySync brings to the served
+    snapshot here (StorageError: ServerStartError) and keeps on it every
+    `interval` seconds once started. On exit the syncs stop and their folders go."""
+    workdir = None
+    syncs: list[RepositorySync] = []
+    try:
+        for index, url in enumerate(server.repositories):
+            if not is_published_root(url):
+                continue
+            workdir = workdir or Path(tempfile.mkdtemp(prefix="triton-sync-"))
+            sync = RepositorySync(url, workdir / str(index), interval=interval, log=log)
+            try:
+                sync.sync_once()
+            except (StorageError, OSError) as error:
+                raise ServerStartError(f"cannot serve {url}: {error}") from error
+            server.repositories[index] = sync.repository
+            server.followed[sync.repository] = url
+            syncs.append(sync)
+        yield syncs
+    finally:
+        for sync in syncs:
+            sync.stop()
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -579,20 +623,40 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    print(f"starting tritonserver on {', '.join(str(r) for r in server.repositories)} (log: {server.log_path})", flush=True)
     try:
-        server.start(timeout=args.timeout, abort=stop)
+        with following_published_roots(server, poll_secs or DEFAULT_INTERVAL, _say) as syncs:
+            if syncs:  # the poller loads what a sync switched to
+                poll_secs = poll_secs or int(DEFAULT_INTERVAL)
+            return _serve(server, args, key_files, poll_secs, stop, syncs)
     except ServerStartError as error:
         print(error, file=sys.stderr)
         return 1
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _serve(
+    server: TritonServer, args: argparse.Namespace, key_files: dict[str, Path | None], poll_secs: int | None,
+    stop: threading.Event, syncs: list[RepositorySync],
+) -> int:
+    """Start, supervise until stopped (or exited by itself), drain, stop."""
+    for sync in syncs:
+        _say(f"following {sync.url} (snapshot {sync.snapshot}) in {sync.repository}, checked every {sync.interval:g} s")
+    print(f"starting tritonserver on {', '.join(str(r) for r in server.repositories)} (log: {server.log_path})", flush=True)
+    try:
+        server.start(timeout=args.timeout, abort=stop)
     except KeyboardInterrupt:  # stop asked for during start-up
         print("stopping tritonserver ...", flush=True)
         server.stop()
         return _finish(server, None)
     announce(server, key_files, poll_secs)
+    for sync in syncs:
+        sync.start()
     supervisor = Supervisor(
         server.process.pid, server.http_url, server.metrics_url, server.admin_key, server.progress_dir,
-        poll_secs=poll_secs, watchdog=not args.no_watchdog, log=lambda line: print(line, flush=True),
+        poll_secs=poll_secs, watchdog=not args.no_watchdog, log=_say,
     ).start()
     print("ready; Ctrl-C stops the server", flush=True)
     _follow_log(server, stop)
