@@ -62,7 +62,7 @@ help:
 	@echo "make perf    perf_analyzer suites beside their baselines, tables and plots in perf/results/ (PERF_ARGS=...)"
 	@echo "make model-analyzer  Triton Model Analyzer instance/thread/engine sweeps of single networks (MA_ARGS=...)"
 	@echo "make publish publish the model repository to object storage as a verified snapshot and serve it (REPOSITORY_URL=s3://[host:port/]bucket/prefix)"
-	@echo "make serve MODEL_REPOSITORY=s3://... [REPOSITORY_POLL_SECS=30]   serve from object storage (gs:// as:// too)"
+	@echo "make serve MODEL_REPOSITORY=s3://... [REPOSITORY_POLL_SECS=30]   serve what make publish published, following each new publish (or one snapshot's URL; gs:// as:// served as they are)"
 	@echo "make ui      the web page against a running server (UI_PORT=$(UI_PORT) TRITON_URL=$(TRITON_URL) UI_AUTH= TRITON_SSL=...; docs/ui.md)"
 	@echo "make demo    the server and the page together; prints the page's URL when every model is READY"
 	@echo "make setup   virtual environment with the pinned packages"
