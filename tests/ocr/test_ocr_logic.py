@@ -1,4 +1,9 @@
-"""OCR pipeline logic in-process (no server), against RapidOCR 1.4.4 itself.
+"""OCR pipeline logic in-process (no server) for the PP-OCRv4 set, against
+rapidocr-onnxruntime 1.4.4 itself. PP-OCRv4 is not the default set: every
+call of the pipeline's functions passes its rules (RAPIDOCR_1_4, decode rule
+"rapid"), OfflineOCR and the served models run it as
+`--model-config-name=ppocrv4` does. tests/ocr/test_ocr_logic_v6.py checks
+the default PP-OCRv6 set against rapidocr 3.10 in the same way.
 
 Unit tests compare each stage with the package's own code on the same input
 (bit-exact), and with hand-made cases; the parity tests run the served
@@ -11,6 +16,7 @@ picture. Accuracy against the rendered ground truth is printed for both."""
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import difflib
 import io
@@ -18,17 +24,29 @@ import struct
 import time
 import zlib
 
-import cv2
 import numpy as np
 import pytest
+import fake_pb_utils
 import rapidocr_onnxruntime
-from inprocess import outputs_of
+from inprocess import InProcessServer, outputs_of
+from ocr_helpers import (
+    CheckedOCR,
+    LibraryRecord,
+    box_at,
+    content_keyed_network,
+    grouping_crops,
+    networks_of,
+    one_hot_preds,
+    random_softmax,
+    synthetic_map,
+)
 from PIL import Image
 
 from clients.common import encoded_bytes_tensor
+from lint import pbtxt
 from pipelines.image.decode import ImageDecodeError, decode_image
 from pipelines.ocr import det
-from pipelines.ocr.params import PARAMS, OcrParams
+from pipelines.ocr.params import model_set
 from pipelines.ocr.pipeline import detect
 from pipelines.ocr.recognize import (
     apply_cls,
@@ -43,19 +61,23 @@ from pipelines.ocr.recognize import (
     recognize_crops,
     rec_width,
 )
-from references.ocr import OfflineOCR, character_list, params_from_config, rapidocr_model_files
+from references.ocr import OfflineOCR, character_list, library_model_files, params_from_config
+from runtime.paths import MODEL_REPOSITORY, TEST_REPOSITORY
 from testsets.ocr import encode, format_samples, render_lines, samples
 
 BOX_TOLERANCE_PX = 2.0
 SCORE_TOLERANCE = 1e-3
 MIN_IDENTICAL = 0.99
 DEVIATING_FORMATS = {"palette", "grey_16_bit", "cmyk_jpeg"}  # pipelines.image.decode.RAPID_DEVIATIONS
+SET = "PP-OCRv4"
+PARAMS = model_set(SET).params
+"""rapidocr-onnxruntime 1.4.4's rules (RAPIDOCR_1_4): every call below passes them, the set is not the default."""
 
 
 def ctc_decode(preds: np.ndarray, characters: list[str]) -> list[tuple[str, float]]:
     """CTC decoding of a softmax [n,T,C], as the served pipeline does it from
     the recogniser's in-graph reductions."""
-    return ctc_decode_steps(*ctc_steps(preds), characters)
+    return ctc_decode_steps(*ctc_steps(preds), characters, PARAMS)
 
 
 # ---------------------------------------------------------------- fixtures
@@ -72,17 +94,35 @@ def engine():
 
 
 @pytest.fixture(scope="module")
-def ours():
-    return OfflineOCR()
+def record(engine):
+    """RapidOCR's network calls, kept per picture (ocr_helpers.LibraryRecord)."""
+    return LibraryRecord({"det": (engine.text_det, "infer"), "cls": (engine.text_cls, "infer"), "rec": (engine.text_rec, "session")}, listed=True)
 
 
-def networks_of(run):
-    """A synchronous network as the awaitable the composition takes."""
+@pytest.fixture(scope="module")
+def ours(record):
+    """OfflineOCR on the set's library files. An input identical to one
+    RapidOCR just ran takes RapidOCR's output instead of running the same
+    network file again (ocr_helpers.CheckedOCR: checked by running the first
+    of each network anyway); any other input runs."""
+    return CheckedOCR(record, replay=True, model_set_name=SET)
 
-    async def network(batch):
-        return run(batch)
 
-    return network
+@pytest.fixture(scope="module")
+def inprocess_v4():
+    """The repositories served in this process as `tritonserver
+    --model-config-name=ppocrv4` serves them: each model's
+    configs/ppocrv4.pbtxt where it has one, else its config.pbtxt. BLS calls
+    go to this server while the module runs (to the session's `inprocess` after)."""
+    previous = fake_pb_utils.SERVER
+    server = InProcessServer([MODEL_REPOSITORY, TEST_REPOSITORY])
+    for name, folder in server.folders.items():
+        variant = folder / "configs" / f"{model_set(SET).config_name}.pbtxt"
+        if variant.is_file():
+            server.configs[name] = pbtxt.as_json(pbtxt.parse(variant.read_text()))
+    assert server.config("ocr_rec")["default_model_filename"] == "ppocrv4.onnx"
+    yield server
+    fake_pb_utils.SERVER = previous
 
 
 @pytest.fixture(scope="module")
@@ -91,23 +131,40 @@ def testset():
 
 
 ELAPSED: dict[str, float] = {}
+REAL_MAPS = ("page_0", "page_1", "page_2", "page_3", "skewed_0", "vertical", "long_line_0")
+"""The pictures whose detector maps test_db_postprocess_matches_rapidocr_on_real_maps post-processes."""
 
 
 @pytest.fixture(scope="module")
-def reference(engine, testset):
-    """RapidOCR's lines per picture: [(box, text, score)]."""
-    start = time.perf_counter()
-    lines = [engine(s.data)[0] or [] for s in testset]
-    ELAPSED["RapidOCR"] = time.perf_counter() - start
-    return lines
+def read_both(engine, record, ours, testset):
+    """Each picture read by RapidOCR, then by OfflineOCR (which matches its
+    network calls with RapidOCR's): RapidOCR's lines per picture
+    [(box, text, score)], OfflineOCR's Lines, RapidOCR's detector maps of
+    the REAL_MAPS pictures, and how OfflineOCR's network calls matched."""
+    reference, answers, maps = [], [], {}
+    ELAPSED.update(RapidOCR=0.0, OfflineOCR=0.0)
+    for sample in testset:
+        record.clear()
+        start = time.perf_counter()
+        reference.append(engine(sample.data)[0] or [])
+        ELAPSED["RapidOCR"] += time.perf_counter() - start
+        if sample.name in REAL_MAPS:
+            maps[sample.name] = list(record.outputs["det"].values())
+        start = time.perf_counter()
+        answers.append(ours(sample.data))
+        ELAPSED["OfflineOCR"] += time.perf_counter() - start
+    record.clear()
+    return reference, answers, maps, ours.summary()
 
 
 @pytest.fixture(scope="module")
-def answers(ours, testset):
-    start = time.perf_counter()
-    lines = [ours(s.data) for s in testset]
-    ELAPSED["OfflineOCR"] = time.perf_counter() - start
-    return lines
+def reference(read_both):
+    return read_both[0]
+
+
+@pytest.fixture(scope="module")
+def answers(read_both):
+    return read_both[1]
 
 
 def similarity(found: list[str], truth: list[str]) -> float:
@@ -134,28 +191,20 @@ def compare(reference_lines, our_lines) -> tuple[int, int, list[str], float, flo
 
 
 def test_params_are_the_installed_config(rapidocr):
-    files = rapidocr_model_files()
+    files = library_model_files(SET)
     for path in (files.det, files.cls, files.rec, files.config):
         assert path.is_file()
     assert files.det.name == "ch_PP-OCRv4_det_infer.onnx" and files.rec.name == "ch_PP-OCRv4_rec_infer.onnx"
-    assert params_from_config(files.config) == PARAMS
+    assert params_from_config(files.config, SET) == PARAMS
 
 
 def test_character_list_is_rapidocrs(engine):
-    characters = character_list(rapidocr_model_files().rec)
+    characters = character_list(library_model_files(SET).rec)
     assert characters == engine.text_rec.postprocess_op.character
     assert characters[0] == "blank" and characters[-1] == " " and len(characters) > 6000
 
 
 # ---------------------------------------------------------------- CTC decoding
-
-
-def one_hot_preds(steps: list[int], probs: list[float], classes: int = 8) -> np.ndarray:
-    preds = np.zeros((1, len(steps), classes), dtype=np.float32)
-    for t, (k, p) in enumerate(zip(steps, probs)):
-        preds[0, t, :] = (1 - p) / (classes - 1)
-        preds[0, t, k] = p
-    return preds
 
 
 CHARS = ["blank", "a", "b", "c", "d", "e", "f", " "]
@@ -175,14 +224,8 @@ def test_ctc_empty_and_all_blank():
 
 
 def test_ctc_matches_rapidocr_on_random_predictions(engine):
-    rng = np.random.default_rng(0)
     characters = engine.text_rec.postprocess_op.character
-    logits = rng.normal(size=(7, 40, len(characters))).astype(np.float32)
-    logits[:, :, 0] += rng.uniform(0, 6, size=(7, 40)).astype(np.float32)  # many blanks
-    logits[:, 10:14, 5] += 20  # a repeated character
-    logits[3] = 0
-    logits[3, :, 0] = 10  # one all-blank row
-    preds = np.exp(logits) / np.exp(logits).sum(axis=2, keepdims=True)
+    preds = random_softmax(0, 7, 40, len(characters))  # many blanks, a repeated character, one all-blank row
     expected = engine.text_rec.postprocess_op(preds)
     assert ctc_decode(preds, characters) == [(text, float(score)) for text, score in expected]
     assert expected[3] == ("", 0.0)
@@ -191,23 +234,19 @@ def test_ctc_matches_rapidocr_on_random_predictions(engine):
 # ---------------------------------------------------------------- reading order
 
 
-def box_at(x: float, y: float, w: float = 50, h: float = 20) -> np.ndarray:
-    return np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h]], dtype=np.float32)
-
-
 def test_reading_order_bands_of_10px():
     boxes = np.stack([box_at(300, 100), box_at(10, 105), box_at(10, 200), box_at(150, 95), box_at(5, 160)])
     # sorted by (top y, x): 95, 100, 105, 160, 200; then one bubble pass swaps
     # neighbours less than 10 px apart in y that are out of x order: 105 moves
     # before 100 but not before 95 (exactly 10 px apart), as RapidOCR does
-    assert det.reading_order(boxes).tolist() == [3, 1, 0, 4, 2]
+    assert det.reading_order(boxes, PARAMS).tolist() == [3, 1, 0, 4, 2]
 
 
 def test_reading_order_plain_cases():
-    assert det.reading_order(np.stack([box_at(0, 50), box_at(0, 10)])).tolist() == [1, 0]  # top first
-    assert det.reading_order(np.stack([box_at(200, 12), box_at(10, 10)])).tolist() == [1, 0]  # same band: left first
-    assert det.reading_order(np.stack([box_at(200, 10), box_at(10, 25)])).tolist() == [0, 1]  # 15 px apart: two lines
-    assert det.reading_order(np.zeros((0, 4, 2), np.float32)).tolist() == []
+    assert det.reading_order(np.stack([box_at(0, 50), box_at(0, 10)]), PARAMS).tolist() == [1, 0]  # top first
+    assert det.reading_order(np.stack([box_at(200, 12), box_at(10, 10)]), PARAMS).tolist() == [1, 0]  # same band: left first
+    assert det.reading_order(np.stack([box_at(200, 10), box_at(10, 25)]), PARAMS).tolist() == [0, 1]  # 15 px apart: two lines
+    assert det.reading_order(np.zeros((0, 4, 2), np.float32), PARAMS).tolist() == []
 
 
 def test_reading_order_matches_rapidocr(engine):
@@ -218,7 +257,7 @@ def test_reading_order_matches_rapidocr(engine):
         xs = rng.integers(0, 400, size=n).astype(np.float32)
         boxes = np.stack([box_at(x, y) for x, y in zip(xs, ys)])
         expected = engine.sorted_boxes(boxes)
-        np.testing.assert_array_equal(boxes[det.reading_order(boxes)], np.stack(expected))
+        np.testing.assert_array_equal(boxes[det.reading_order(boxes, PARAMS)], np.stack(expected))
 
 
 # ---------------------------------------------------------------- resize rules, letterbox, mapping back
@@ -233,26 +272,26 @@ def test_global_resize_and_letterbox_match_rapidocr(engine, shape):
     rng = np.random.default_rng(sum(shape))
     image = rng.integers(0, 256, size=(*shape, 3), dtype=np.uint8)
     expected, ratio_h, ratio_w = engine.preprocess(image)
-    got, our_h, our_w = det.global_resize(image)
+    got, our_h, our_w = det.global_resize(image, PARAMS)
     np.testing.assert_array_equal(got, expected)
     assert (our_h, our_w) == (ratio_h, ratio_w)
     boxed, record = engine.maybe_add_letterbox(expected, {})
-    our_boxed, pad = det.letterbox(got)
+    our_boxed, pad = det.letterbox(got, PARAMS)
     np.testing.assert_array_equal(our_boxed, boxed)
     assert pad == record["padding_1"]["top"]
 
 
 def test_resize_rules_by_hand():
     image = np.zeros((20, 300, 3), np.uint8)  # short side 20 < 30: x1.5 -> 30x450 -> multiples of 32
-    resized, ratio_h, ratio_w = det.global_resize(image)
+    resized, ratio_h, ratio_w = det.global_resize(image, PARAMS)
     assert resized.shape[:2] == (32, 448) and (ratio_h, ratio_w) == (20 / 32, 300 / 448)
     big = np.zeros((3000, 1000, 3), np.uint8)  # long side to 2000: 2000 x 666; round(62.5) = 62 (half to even)
-    assert det.global_resize(big)[0].shape[:2] == (1984, 672)
-    boxed, pad = det.letterbox(np.zeros((55, 1046, 3), np.uint8))  # w/h 19 > 8: height 2*int(1046/8)
+    assert det.global_resize(big, PARAMS)[0].shape[:2] == (1984, 672)
+    boxed, pad = det.letterbox(np.zeros((55, 1046, 3), np.uint8), PARAMS)  # w/h 19 > 8: height 2*int(1046/8)
     assert pad == int((2 * 130 - 55) / 2) and boxed.shape[0] == 55 + 2 * pad
-    assert det.letterbox(np.zeros((100, 100, 3), np.uint8))[1] == 0
-    assert det.det_input(np.zeros((100, 200, 3), np.uint8)).shape == (1, 3, 736, 1472)  # short side to 736
-    assert det.det_input(np.zeros((1000, 800, 3), np.uint8)).shape == (1, 3, 992, 800)  # not scaled, only to 32s
+    assert det.letterbox(np.zeros((100, 100, 3), np.uint8), PARAMS)[1] == 0
+    assert det.det_input(np.zeros((100, 200, 3), np.uint8), PARAMS).shape == (1, 3, 736, 1472)  # short side to 736
+    assert det.det_input(np.zeros((1000, 800, 3), np.uint8), PARAMS).shape == (1, 3, 992, 800)  # not scaled, only to 32s
 
 
 def test_too_thin_to_resize_is_a_value_error(engine):
@@ -262,7 +301,7 @@ def test_too_thin_to_resize_is_a_value_error(engine):
     with pytest.raises(ResizeImgError):
         engine.preprocess(thin)
     with pytest.raises(ValueError, match="too small"):
-        det.global_resize(thin)
+        det.global_resize(thin, PARAMS)
 
 
 @pytest.mark.parametrize("limit_type", ["min", "max"])
@@ -272,7 +311,7 @@ def test_det_input_matches_rapidocr(rapidocr, shape, limit_type):
 
     rng = np.random.default_rng(shape[0])
     image = rng.integers(0, 256, size=(*shape, 3), dtype=np.uint8)
-    p = OcrParams(det_limit_type=limit_type)
+    p = dataclasses.replace(PARAMS, det_limit_type=limit_type)
     expected = DetPreProcess(736, limit_type, [0.5, 0.5, 0.5], [0.5, 0.5, 0.5])(image)
     got = det.det_input(image, p)
     assert got.dtype == np.float32 and got.shape == expected.shape
@@ -299,17 +338,6 @@ def test_restore_round_trips_through_an_array():
 # ---------------------------------------------------------------- DB post-processing
 
 
-def synthetic_map(seed: int, shape=(320, 480)) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    canvas = np.zeros(shape, np.float32)
-    for _ in range(12):
-        center = (int(rng.integers(0, shape[1])), int(rng.integers(0, shape[0])))
-        axes = (int(rng.integers(2, 80)), int(rng.integers(1, 14)))
-        cv2.ellipse(canvas, center, axes, float(rng.uniform(-20, 20)), 0, 360, float(rng.uniform(0.35, 1.0)), -1)
-    canvas = cv2.GaussianBlur(canvas, (5, 5), 1.5) + rng.uniform(0, 0.05, size=shape).astype(np.float32)
-    return np.clip(canvas, 0, 1)[None, None]
-
-
 def rapid_boxes(engine, prob_map, image_shape, score_mode):
     from rapidocr_onnxruntime.ch_ppocr_det.utils import DBPostProcess
 
@@ -326,19 +354,20 @@ def test_db_postprocess_matches_rapidocr_on_synthetic_maps(engine, seed, score_m
     prob_map = synthetic_map(seed)
     image_shape = (200 + 10 * seed, 300 + 7 * seed)  # the map is scaled back to another size
     expected_boxes, expected_scores = rapid_boxes(engine, prob_map, image_shape, score_mode)
-    boxes, scores = det.boxes_from_map(prob_map, image_shape, OcrParams(det_score_mode=score_mode))
+    boxes, scores = det.boxes_from_map(prob_map, image_shape, dataclasses.replace(PARAMS, det_score_mode=score_mode))
     assert len(expected_boxes) > 0
     np.testing.assert_array_equal(boxes, expected_boxes)
     np.testing.assert_array_equal(scores, expected_scores)
 
 
-def test_db_postprocess_matches_rapidocr_on_real_maps(engine, ours, testset):
-    for sample in testset[:4] + [s for s in testset if s.name in ("skewed_0", "vertical", "long_line_0")]:
-        prepared = ours.prepare(sample.data)
-        det_input, image = prepared.det_input, prepared.image
-        prob_map = ours.run("det", det_input)
+def test_db_postprocess_matches_rapidocr_on_real_maps(engine, ours, testset, read_both):
+    maps = read_both[2]
+    assert sorted(maps) == sorted(REAL_MAPS)
+    for sample in [s for s in testset if s.name in REAL_MAPS]:
+        image = ours.prepare(sample.data).image
+        [prob_map] = maps[sample.name]  # RapidOCR's detector output for the picture
         expected_boxes, expected_scores = rapid_boxes(engine, prob_map, image.shape[:2], "fast")
-        boxes, scores = det.boxes_from_map(prob_map, image.shape[:2])
+        boxes, scores = det.boxes_from_map(prob_map, image.shape[:2], PARAMS)
         np.testing.assert_array_equal(boxes, expected_boxes, err_msg=sample.name)
         np.testing.assert_array_equal(scores, expected_scores, err_msg=sample.name)
         assert (scores >= PARAMS.det_box_thresh).all()
@@ -346,10 +375,10 @@ def test_db_postprocess_matches_rapidocr_on_real_maps(engine, ours, testset):
 
 def test_small_and_empty_maps_give_no_boxes():
     empty = np.zeros((1, 1, 64, 64), np.float32)
-    assert det.boxes_from_map(empty, (64, 64))[0].shape == (0, 4, 2)
+    assert det.boxes_from_map(empty, (64, 64), PARAMS)[0].shape == (0, 4, 2)
     speck = empty.copy()
     speck[0, 0, 30:32, 30:32] = 1.0  # 2x2 px: short side under 3
-    assert det.boxes_from_map(speck, (64, 64))[0].shape == (0, 4, 2)
+    assert det.boxes_from_map(speck, (64, 64), PARAMS)[0].shape == (0, 4, 2)
 
 
 # ---------------------------------------------------------------- crops, classifier and recogniser inputs
@@ -372,61 +401,34 @@ def test_cls_and_rec_inputs_match_rapidocr(engine):
     rng = np.random.default_rng(4)
     crops = [rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8) for h, w in [(30, 200), (48, 48), (20, 400), (60, 30), (32, 900)]]
     for c in crops:
-        np.testing.assert_array_equal(cls_input(c), engine.text_cls.resize_norm_img(c))
+        np.testing.assert_array_equal(cls_input(c, PARAMS), engine.text_cls.resize_norm_img(c))
     ratios = [c.shape[1] / c.shape[0] for c in crops]
     max_ratio = max(320 / 48, *ratios)
-    batch = rec_input(crops, range(len(crops)))
-    assert batch.shape == (5, 3, 48, int(48 * max_ratio)) == (5, 3, 48, rec_width(ratios))
+    batch = rec_input(crops, range(len(crops)), PARAMS)
+    assert batch.shape == (5, 3, 48, int(48 * max_ratio)) == (5, 3, 48, rec_width(ratios, PARAMS))
     for row, c in zip(batch, crops):
         np.testing.assert_array_equal(row, engine.text_rec.resize_norm_img(c, max_ratio))
-    assert rec_width([1.0, 2.0]) == 320  # never narrower than 320
+    assert rec_width([1.0, 2.0], PARAMS) == 320  # never narrower than 320
 
 
 def test_cls_rule_turns_only_confident_180():
     crops = [np.arange(24, dtype=np.uint8).reshape(2, 4, 3) for _ in range(4)]
     probs = np.array([[0.05, 0.95], [0.1, 0.9], [0.95, 0.05], [0.4, 0.6]], np.float64)  # 0.9 exactly
-    results = apply_cls(crops, [0, 1, 2, 3], probs)
+    results = apply_cls(crops, [0, 1, 2, 3], probs, PARAMS)
     assert [label for label, _ in results] == ["180", "180", "0", "180"]
     np.testing.assert_array_equal(crops[0], np.arange(24, dtype=np.uint8).reshape(2, 4, 3)[::-1, ::-1])
     for i in (1, 2, 3):  # 0.9 is not > 0.9; label 0; 0.6 too low
         np.testing.assert_array_equal(crops[i], np.arange(24, dtype=np.uint8).reshape(2, 4, 3))
 
 
-def content_keyed_network(outputs: int):
-    """A stand-in network whose output for an item depends on that item's
-    pixels only: the groups, the order and the scatter back must then agree
-    exactly with RapidOCR's, whatever the batch composition."""
-
-    def run(batch: np.ndarray) -> np.ndarray:
-        if outputs == 2:
-            m = batch.reshape(len(batch), -1).mean(axis=1)
-            p180 = (np.abs(m) * 1e4) % 1.0
-            return np.stack([1 - p180, p180], axis=1).astype(np.float32)
-        steps = batch.shape[3] // 8
-        cols = batch.mean(axis=(1, 2))[:, : steps * 8].reshape(len(batch), steps, 8).mean(axis=2)
-        idx = (np.abs(cols * 1000).astype(np.int64) % (outputs - 1)) * (np.abs(cols) > 0.01)
-        preds = np.full((len(batch), steps, outputs), 0.01 / outputs, np.float32)
-        peak = 0.5 + 0.4 * np.abs(np.sin(cols + steps))  # depends on the padded width too
-        np.put_along_axis(preds, idx[..., None], peak[..., None].astype(np.float32), axis=2)
-        return preds
-
-    return run
-
-
 def test_cls_and_rec_grouping_match_rapidocr(engine, monkeypatch):
-    rng = np.random.default_rng(5)
-    # many equal aspect ratios in shuffled order, straddling group boundaries:
-    # which tied crop lands in which group (hence its padded width) is decided
-    # by np.argsort's default (unstable) sort, exactly as in RapidOCR
-    sizes = [(32, int(w)) for w in rng.integers(20, 700, size=17)] + [(20, 160)] * 28 + [(20, 240)] * 3 + [(40, 40)] * 5
-    sizes = [sizes[i] for i in rng.permutation(len(sizes))]
-    crops = [rng.integers(0, 256, size=(*s, 3), dtype=np.uint8) for s in sizes]
+    crops = grouping_crops(5)  # ties in aspect ratio across group boundaries
     fake_cls, fake_rec = content_keyed_network(2), content_keyed_network(len(engine.text_rec.postprocess_op.character))
     monkeypatch.setattr(engine.text_cls, "infer", lambda batch: [fake_cls(batch)])
     monkeypatch.setattr(engine.text_rec, "session", lambda batch: [fake_rec(batch)])
     expected_crops, expected_cls, _ = engine.text_cls(crops)
     expected_rec, _ = engine.text_rec(expected_crops)
-    turned, cls_results = asyncio.run(classify_crops(crops, networks_of(fake_cls)))
+    turned, cls_results = asyncio.run(classify_crops(crops, networks_of(fake_cls), PARAMS))
     turned_count = sum(label == "180" and score > 0.9 for label, score in cls_results)
     assert 0 < turned_count < len(crops), cls_results  # some turned, some not
     assert [(label, pytest.approx(float(score))) for label, score in expected_cls] == cls_results
@@ -434,9 +436,9 @@ def test_cls_and_rec_grouping_match_rapidocr(engine, monkeypatch):
         np.testing.assert_array_equal(a, b)
     characters = engine.text_rec.postprocess_op.character
     reduced_rec = networks_of(lambda batch: ctc_steps(fake_rec(batch)))  # what ocr_rec's ctc_* outputs give
-    assert asyncio.run(read_crops(turned, reduced_rec, characters)) == [(t, float(s)) for t, s in expected_rec]
+    assert asyncio.run(read_crops(turned, reduced_rec, characters, PARAMS)) == [(t, float(s)) for t, s in expected_rec]
     # classifier group k goes straight on to the recogniser: the same lines
-    assert asyncio.run(recognize_crops(crops, networks_of(fake_cls), reduced_rec, characters)) == [
+    assert asyncio.run(recognize_crops(crops, networks_of(fake_cls), reduced_rec, characters, PARAMS)) == [
         (t, float(s)) for t, s in expected_rec
     ]
 
@@ -456,7 +458,7 @@ def test_a_group_goes_to_the_recogniser_while_later_groups_are_still_classified(
         events.append("rec sent")
         return np.ones((len(batch), 4), np.int64), np.full((len(batch), 4), 0.9, np.float32)
 
-    results = asyncio.run(recognize_crops(crops, slow_cls, rec, ["blank", "a"]))
+    results = asyncio.run(recognize_crops(crops, slow_cls, rec, ["blank", "a"], PARAMS))
     assert results == [("a", pytest.approx(0.9))] * len(crops)
     assert events.count("cls sent") == events.count("rec sent") == 4  # groups of 6: 6, 6, 6, 2
     assert events[:4] == ["cls sent"] * 4  # every group is classified at once
@@ -549,7 +551,7 @@ def test_testset_is_deterministic_and_covers_the_cases(testset):
 # ---------------------------------------------------------------- parity with RapidOCR
 
 
-def test_parity_with_rapidocr(testset, reference, answers):
+def test_parity_with_rapidocr(testset, reference, answers, read_both):
     assert len(testset) >= 20
     identical = total = 0
     problems, max_gap, max_score_gap = [], 0.0, 0.0
@@ -579,6 +581,7 @@ def test_parity_with_rapidocr(testset, reference, answers):
         f"RapidOCR {np.mean(ref_accuracy):.3f}; pictures read exactly (spaces ignored) {ours_exact} / {ref_exact}"
     )
     print("wall time on the set: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in ELAPSED.items()))
+    print(f"OfflineOCR's network calls matched with RapidOCR's: {read_both[3]}")
     for problem in problems:
         print("  ", problem)
     assert total >= 80
@@ -586,9 +589,11 @@ def test_parity_with_rapidocr(testset, reference, answers):
     assert not any("lines, RapidOCR" in p for p in problems), problems
 
 
-def test_format_parity(engine, ours, rapidocr):
-    exact = OfflineOCR(exact_decode=True)
+def test_format_parity(engine, record, ours, rapidocr):
+    exact = copy.copy(ours)  # the same sessions and checks, RapidOCR's loader
+    exact.exact_decode = True
     for sample in format_samples():
+        record.clear()
         expected = engine(sample.data)[0] or []
         got = exact(sample.data)
         same, count, issues, _, _ = compare(expected, list(got))
@@ -607,16 +612,16 @@ def served_lines(response) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarra
 
 
 @pytest.mark.parametrize("model", ["ocr", "ocr_bls"])
-def test_served_models_in_process_give_the_single_picture_answers(inprocess, ours, testset, answers, model):
+def test_served_models_in_process_give_the_single_picture_answers(inprocess_v4, ours, testset, answers, model):
     """The served models' code (`ocr`: image_decode -> ocr_det_pre -> ocr_det
     -> ocr_recognize with its BLS calls; `ocr_bls`), every picture in one
     execute of the entry model, a broken one among them, in this process."""
     chosen = [n for n, s in enumerate(testset) if s.name != "large"]
     requests = [{"input_image": encoded_bytes_tensor(testset[n].data)} for n in chosen] + [{"input_image": encoded_bytes_tensor(b"not a picture")}]
     if model == "ocr":
-        responses = [inprocess.infer(model, request) for request in requests]
+        responses = [inprocess_v4.infer(model, request) for request in requests]
     else:
-        responses = inprocess.infer_batch(model, requests)
+        responses = inprocess_v4.infer_batch(model, requests)
     assert responses[-1].has_error() and "not a JPEG" in responses[-1].error().message()
     assert "input_image" in responses[-1].error().message()
     for n, response in zip(chosen, responses):
@@ -637,8 +642,8 @@ def mixed_groups_texts(ours: OfflineOCR, pictures: list[bytes]) -> list[list[tup
     crops = []
     for data in pictures:
         prepared = ours.prepare(data)
-        _, _, picture_crops = detect(ours.run("det", prepared.det_input), prepared.image)
-        turned, _ = asyncio.run(classify_crops(picture_crops, networks_of(lambda b: ours.run("cls", b))))
+        _, _, picture_crops = detect(ours.run("det", prepared.det_input), prepared.image, PARAMS)
+        turned, _ = asyncio.run(classify_crops(picture_crops, networks_of(lambda b: ours.run("cls", b)), PARAMS))
         crops.append(turned)
     flat = [(n, i) for n in range(len(crops)) for i in range(len(crops[n]))]
     order = aspect_order([crops[n][i] for n, i in flat])
@@ -646,7 +651,7 @@ def mixed_groups_texts(ours: OfflineOCR, pictures: list[bytes]) -> list[list[tup
     for start in range(0, len(order), PARAMS.rec_batch_num):
         group = [flat[k] for k in order[start : start + PARAMS.rec_batch_num]]
         members = [crops[n][i] for n, i in group]
-        decoded = ctc_decode(ours.run("rec", rec_input(members, range(len(members)))), ours.networks.characters)
+        decoded = ctc_decode(ours.run("rec", rec_input(members, range(len(members)), PARAMS)), ours.networks.characters)
         texts.update(zip(group, decoded))
     return [[texts[(n, i)] for i in range(len(crops[n]))] for n in range(len(crops))]
 
