@@ -44,6 +44,9 @@ SETUP_STAMP := $(VENV)/.setup-done
 # RapidOCR's OpenVINO flavour needs an older openvino: a venv of its own (perf/ocr.py)
 BASELINE_VENV := build/venv-rapidocr-openvino
 BASELINE_STAMP := $(BASELINE_VENV)/.setup-done
+# rapidocr 3.x on the OpenVINO a user installs today (perf/ocr.py's baselines)
+BASELINE3_VENV := build/venv-rapidocr3-openvino
+BASELINE3_STAMP := $(BASELINE3_VENV)/.setup-done
 ANALYZER_VENV := build/venv-model-analyzer
 ANALYZER_STAMP := $(ANALYZER_VENV)/.setup-done
 MA_ARGS ?=
@@ -138,7 +141,12 @@ $(BASELINE_STAMP): requirements/baseline-rapidocr-openvino.txt
 	$(BASELINE_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements/baseline-rapidocr-openvino.txt
 	touch $@
 
-perf: export backends fonts $(BASELINE_STAMP) $(if $(filter jemalloc,$(ALLOCATOR)),jemalloc)
+$(BASELINE3_STAMP): requirements/baseline-rapidocr3-openvino.txt
+	$(PYTHON) -m venv $(BASELINE3_VENV)
+	$(BASELINE3_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements/baseline-rapidocr3-openvino.txt
+	touch $@
+
+perf: export backends fonts $(BASELINE_STAMP) $(BASELINE3_STAMP) $(if $(filter jemalloc,$(ALLOCATOR)),jemalloc)
 	$(PY) -m perf $(PERF_ARGS)
 
 $(ANALYZER_STAMP): requirements/model-analyzer.txt

@@ -100,6 +100,20 @@ EXPORTS = (
         inputs=("pipelines/ocr/*.py", "pipelines/image/decode.py", "references/ocr.py"),
     ),
     Export(
+        "ocr_int8",
+        outputs=_repository("ocr_det/1/model_int8.onnx", "ocr_rec/1/model_int8.onnx"),
+        # the calibration pages' generators and the placed f32 networks decide the result
+        inputs=(
+            "export/ocr_quantize.py",
+            "export/ocr.py",
+            "testsets/documents.py",
+            "testsets/multilingual.py",
+            "testsets/ground_truth.py",
+            "model_repository/ocr_det/1/model.onnx",
+            "model_repository/ocr_rec/1/model.onnx",
+        ),
+    ),
+    Export(
         "vit",
         outputs=(
             "checkpoints/vit",

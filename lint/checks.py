@@ -21,7 +21,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from lint import pbtxt
-from lint.engine_configs import ENGINES, engine_config
+from lint.engine_configs import ENGINES, PRECISION_VARIANTS, engine_config, precision_config
 
 # Python-based backends of this repository and the file their version folder holds.
 BACKEND_FILES = {
@@ -233,8 +233,8 @@ def bounded_upstream(model: ModelEntry, models: dict[str, ModelEntry]) -> bool:
 def check_internal(entry: ModelEntry, models: dict[str, ModelEntry]) -> list[Finding]:
     """An internal model keeps no queue policy: any size, timeout or override
     turns Triton's payload prefetching off, and without it a batch queued
-    while every instance runs can wait ~500 ms for a wake-up (README,
-    "Batcher wake-ups"). Its callers exist, every ensemble that runs it as a
+    while every instance runs can wait ~500 ms for a wake-up
+    (docs/conventions.md, "Batcher wake-ups"). Its callers exist, every ensemble that runs it as a
     step is named, and each caller is bounded (`bounded_upstream`)."""
     cfg, path = entry.config, entry.config_path
     field_name = f"parameters.{CALLED_BY}"
@@ -467,13 +467,19 @@ def check_openvino(entry: ModelEntry) -> list[Finding]:
 
 
 def check_engine_config(entry: ModelEntry, base: ModelEntry) -> list[Finding]:
-    """configs/onnxruntime.pbtxt and configs/openvino.pbtxt are derived from
-    config.pbtxt (lint/engine_configs.py): one that differs has drifted."""
-    if entry.custom_name not in ENGINES:
+    """configs/onnxruntime.pbtxt, configs/openvino.pbtxt and the precision
+    configs are derived from config.pbtxt (lint/engine_configs.py): one that
+    differs has drifted."""
+    variants = PRECISION_VARIANTS.get(base.folder.name, {})
+    if entry.custom_name not in ENGINES and entry.custom_name not in variants:
         return []
     path = Path(entry.config_path)
+    text = (base.folder / "config.pbtxt").read_text()
     try:
-        expected = engine_config((base.folder / "config.pbtxt").read_text(), entry.custom_name)
+        if entry.custom_name in ENGINES:
+            expected = engine_config(text, entry.custom_name)
+        else:
+            expected = precision_config(text, variants[entry.custom_name], entry.custom_name)
     except ValueError as error:
         return [Finding(str(path), "backend", f"an engine config beside a config.pbtxt that is not an ONNX network: {error}")]
     if path.read_text() != expected:

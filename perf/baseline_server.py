@@ -36,13 +36,12 @@ def text_embedding_handler():
 
 
 def ocr_handler():
-    from rapidocr_onnxruntime import RapidOCR
+    from references.ocr import LibraryOCR
 
-    engine = RapidOCR()
+    engine = LibraryOCR("PP-OCRv6")  # rapidocr 3.10 as a user calls it
 
     def handle(body: bytes) -> object:
-        result, _ = engine(body)
-        return [{"box": box, "text": text, "text_score": score} for box, text, score in (result or [])]
+        return [{"box": box.tolist(), "text": text, "text_score": score} for box, _, text, score in engine(body)]
 
     return handle
 

@@ -11,7 +11,7 @@ it profiles a linked copy of the network whose config.pbtxt is the engine's
 threads, perf_analyzer at the given concurrencies (the network's own
 perf_analyzer binary from .venv, which knows the PyPI server's libraries).
 Model Analyzer restarts the server per configuration (`triton_server_path`,
-`--backend-directory` and the library path of tools/runtime). Its CSV tables
+`--backend-directory` and the library path of runtime/). Its CSV tables
 are copied to perf/results/model_analyzer/ and summarised in
 perf/results/model_analyzer.md.
 

@@ -5,7 +5,7 @@ pipeline with f32, bf16 and int8 PP-OCRv6 networks (docs/ocr-precision.md).
     python -m perf.ocr_precision networks --rounds 15  # ms per call of det / rec on OpenVINO
 
 Configurations (CONFIGS): the library's default (onnxruntime, f32) is the
-reference; the others swap in the int8 files (export/common/ocr_quantize.py,
+reference; the others swap in the int8 files (export/ocr_quantize.py,
 made into build/ocr-precision/ when missing) and/or run on the openvino
 engine (OpenVINO 2024.0, the served one) at a chosen inference precision:
 RapidOCR 3.10 compiles at OpenVINO's default (bf16 on CPUs with AMX or
@@ -36,7 +36,7 @@ import numpy as np
 import onnx
 import openvino as ov
 
-from export.common.ocr_quantize import calibration_set, quantize_pair
+from export.ocr_quantize import calibration_set, quantize_pair
 from export.ocr import reshape_to_scalar_as_squeeze
 from references.ocr import LIBRARY_FILES, package_dir
 from runtime.paths import REPO_ROOT

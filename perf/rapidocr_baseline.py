@@ -1,17 +1,22 @@
-"""RapidOCR called sequentially in one process, as a user would: the baseline
-rows of the OCR suite. Self-contained (imports only RapidOCR and the
-standard library), so it runs in the main venv (`rapidocr_onnxruntime`) and
-in RapidOCR's OpenVINO venv (`rapidocr_openvino`, build/venv-rapidocr-openvino).
+"""A RapidOCR library called sequentially in one process, as a user would:
+the baseline rows of the OCR suite. Self-contained (imports only the library
+and the standard library), so it runs in whichever venv holds the flavour:
 
-    python perf/rapidocr_baseline.py --flavour openvino --pictures DIR --seconds 20 --out result.json
+- `rapidocr3-onnxruntime`: rapidocr 3.10, its default engine (main venv);
+- `rapidocr3-openvino`, `rapidocr3-openvino-f32`: rapidocr 3.10 on its
+  openvino engine, at OpenVINO's default precision (bf16 on CPUs with
+  AVX512_BF16 or AMX) or forced to f32 (build/venv-rapidocr3-openvino);
+- `rapidocr-onnxruntime`: rapidocr-onnxruntime 1.4.4 (main venv);
+- `rapidocr-openvino`, `rapidocr-openvino-f32`: rapidocr-openvino 1.4.4
+  (build/venv-rapidocr-openvino).
 
-Writes the recognised lines of every picture (one call each, after a
-warm-up) and the throughput and latencies of a sequential loop over them.
-With `--passes-on-request` it writes the lines only and stays up, warm: each line on its standard
+    python perf/rapidocr_baseline.py --flavour rapidocr3-openvino --pictures DIR --out result.json
+
+Writes the lines of every picture (one call each, after a warm-up: text, the
+box's 8 coordinates, score), then stays up, warm: each line on its standard
 input (`SECONDS`, or empty for one pass) times one more sequential loop over
-the pictures and answers one JSON line on its standard output (perf/ocr.py's
-baseline rows and paired rounds); RapidOCR's own prints go to standard error,
-so they never mix with the answers."""
+the pictures and answers one JSON line (throughput, p50_ms, p95_ms) on its
+standard output. The library's own prints go to standard error."""
 
 from __future__ import annotations
 
@@ -24,51 +29,49 @@ import sys
 import time
 from pathlib import Path
 
+FLAVOURS = ("rapidocr3-onnxruntime", "rapidocr3-openvino", "rapidocr3-openvino-f32", "rapidocr-onnxruntime", "rapidocr-openvino", "rapidocr-openvino-f32")
+
 
 def force_f32() -> None:
-    """RapidOCR's OpenVINO sessions compiled with INFERENCE_PRECISION_HINT f32
-    (what the served openvino backend uses): on CPUs with AVX512_BF16 or AMX the
+    """Every OpenVINO model compiled with INFERENCE_PRECISION_HINT f32 (what
+    the served openvino backend uses): on CPUs with AVX512_BF16 or AMX the
     default hint is bf16, faster and with other numerics."""
-    from openvino.runtime import Core
+    import openvino
 
-    compile_model = Core.compile_model
+    core_class = openvino.Core if hasattr(openvino, "Core") else importlib.import_module("openvino.runtime").Core
+    compile_model = core_class.compile_model
 
     def compile_f32(self, model, device_name=None, config=None):
         return compile_model(self, model, device_name, {**(config or {}), "INFERENCE_PRECISION_HINT": "f32"})
 
-    Core.compile_model = compile_f32
+    core_class.compile_model = compile_f32
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--flavour", choices=["onnxruntime", "openvino", "openvino-f32"], required=True)
-    parser.add_argument("--pictures", type=Path, required=True, help="folder of picture files, read in name order")
-    parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--passes-on-request", action="store_true", help="then time one loop per line read on stdin (its seconds, or one pass)")
-    args = parser.parse_args(argv)
-    answers = None
-    if args.passes_on_request:
-        answers = os.fdopen(os.dup(1), "w", buffering=1)
-        os.dup2(2, 1)  # whatever RapidOCR prints goes to stderr
+class Library:
+    """The flavour's engine; `read(picture)` -> [(text, box 8 floats, score)]."""
 
-    if args.flavour == "openvino-f32":
-        force_f32()
-    engine = importlib.import_module(f"rapidocr_{args.flavour.split('-')[0]}").RapidOCR()
-    pictures = [path.read_bytes() for path in sorted(args.pictures.iterdir())]
-    engine(pictures[0])  # warm-up: the first call compiles/allocates
-    lines = []
-    for picture in pictures:
-        result, _ = engine(picture)
-        lines.append([text for _box, text, _score in (result or [])])
-    result = {"flavour": args.flavour, "lines": lines}
-    if answers is None:
-        result.update(timed(engine, pictures, args.seconds))
-    args.out.write_text(json.dumps(result))
-    if answers is not None:
-        answers.write("ready\n")
-        for request in sys.stdin:
-            answers.write(json.dumps(timed(engine, pictures, float(request.strip() or 0))) + "\n")
+    def __init__(self, flavour: str):
+        if flavour.endswith("-f32"):
+            force_f32()
+        self.version3 = flavour.startswith("rapidocr3")
+        if self.version3:
+            from rapidocr import EngineType, RapidOCR
+
+            engine = EngineType.OPENVINO if "openvino" in flavour else EngineType.ONNXRUNTIME
+            self.engine = RapidOCR(params={"Global.log_level": "warning", **{f"{part}.engine_type": engine for part in ("Det", "Cls", "Rec")}})
+        else:
+            self.engine = importlib.import_module(f"rapidocr_{flavour.split('-')[1]}").RapidOCR()
+
+    def __call__(self, picture: bytes):
+        return self.engine(picture)
+
+    def read(self, picture: bytes) -> list:
+        if self.version3:
+            result = self.engine(picture)
+            rows = zip(result.boxes, result.txts, result.scores) if result.txts else []
+        else:
+            rows = self.engine(picture)[0] or []
+        return [(text, [float(v) for point in box for v in point], float(score)) for box, text, score in rows]
 
 
 def timed(engine, pictures: list[bytes], seconds: float) -> dict:
@@ -86,6 +89,24 @@ def timed(engine, pictures: list[bytes], seconds: float) -> dict:
         "p50_ms": statistics.median(latencies) * 1000,
         "p95_ms": latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))] * 1000,
     }
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--flavour", choices=FLAVOURS, required=True)
+    parser.add_argument("--pictures", type=Path, required=True, help="folder of picture files, read in name order")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    answers = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # whatever the library prints goes to stderr
+
+    library = Library(args.flavour)
+    pictures = [path.read_bytes() for path in sorted(args.pictures.iterdir())]
+    library(pictures[0])  # warm-up: the first call compiles/allocates
+    args.out.write_text(json.dumps({"flavour": args.flavour, "lines": [library.read(picture) for picture in pictures]}))
+    answers.write("ready\n")
+    for request in sys.stdin:
+        answers.write(json.dumps(timed(library, pictures, float(request.strip() or 0))) + "\n")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from runtime.server import served_preload
 
@@ -64,10 +65,20 @@ def _ms(value: float | None) -> str:
     return f"{value:.2f}" if value < 10 else f"{value:.1f}"
 
 
+@dataclass(frozen=True)
+class Figure:
+    """A plot of a suite's own beside the standard one: perf/results/<suite>_<name>.png."""
+
+    name: str
+    caption: str
+    draw: Callable[[Path], None]
+
+
 @dataclass
 class Report:
     tables: list[Table]
     notes: list[str] = field(default_factory=list)
+    figures: list[Figure] = field(default_factory=list)
 
     def markdown(self) -> str:
         return "\n\n".join([t.markdown() for t in self.tables] + self.notes)
@@ -113,9 +124,13 @@ def write(name: str, report: Report, command: str, results_dir: Path = RESULTS_D
         f"# perf: {name}\n\n`{command}` on {time.strftime('%Y-%m-%d')}, {machine()}; {allocator()}.\n"
         f"Plot: [{picture.name}]({picture.name}) (throughput against p50 latency).\n\n"
     )
-    markdown.write_text(heading + report.markdown() + "\n")
+    extra = {figure: results_dir / f"{name}_{figure.name}.png" for figure in report.figures}
+    links = "".join(f"Plot: [{path.name}]({path.name}) ({figure.caption}).\n" for figure, path in extra.items())
+    markdown.write_text(heading + links + ("\n" if links else "") + report.markdown() + "\n")
     plot(report, picture, f"{name}: {command}")
-    return [markdown, picture]
+    for figure, path in extra.items():
+        figure.draw(path)
+    return [markdown, picture, *extra.values()]
 
 
 def plot(report: Report, path: Path, title: str) -> None:

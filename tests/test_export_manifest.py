@@ -15,7 +15,7 @@ import pytest
 
 from export.__main__ import clean, record_of, why_stale
 from export.manifest import BY_NAME, EXPORTS, REPO_ROOT
-from references.ocr import rapidocr_models_dir
+from references.ocr import package_dir
 
 
 def git_ignored(paths: list[str]) -> set[str]:
@@ -57,7 +57,7 @@ def test_a_deleted_output_is_rebuilt_and_a_current_one_is_not():
 
 def test_a_re_export_uses_the_recorded_source(tmp_path):
     source = tmp_path / "ocr-models"
-    shutil.copytree(rapidocr_models_dir(), source)
+    shutil.copytree(package_dir("PP-OCRv6") / "models", source)
     script = [sys.executable, "export/ocr.py"]
     try:
         subprocess.run([*script, "--source", str(source)], cwd=REPO_ROOT, check=True, capture_output=True, timeout=600)

@@ -1,4 +1,4 @@
-"""The int8 PP-OCRv6 networks (export/common/ocr_quantize.py): they hold int8
+"""The int8 PP-OCRv6 networks (export/ocr_quantize.py): they hold int8
 weights, keep the layers the recipe keeps float, run in ONNX Runtime and
 OpenVINO, and read rendered lines as the f32 networks do. Calibrated on one
 small rendered picture (the export calibrates on generated pages): enough
@@ -13,7 +13,7 @@ import openvino as ov
 import pytest
 from rapidocr import RapidOCR
 
-from export.common.ocr_quantize import (
+from export.ocr_quantize import (
     DET_PLAN,
     METADATA_KEY,
     REC_PLAN,

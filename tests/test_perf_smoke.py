@@ -77,23 +77,39 @@ def test_ceilings_divide_by_the_cores_this_process_may_use():
     assert pinned.stdout.strip() == "1"
 
 
-def test_paired_rounds_take_the_median_of_each_rounds_ratio():
-    """The ratio is taken within a round, so a slow round for both systems
+def test_ocr_targets_take_the_median_of_each_rounds_ratio():
+    """The ratio is taken within a round, so a slow round for every system
     does not move it; the median ignores one outlying round."""
-    from perf.ocr import Round, paired_summary
+    from perf.ocr import F32, Round, targets
 
     rounds = [
-        Round(0.6, 0.5, 0.5, 0.3, 1000, 1300, 1250),
-        Round(0.3, 0.3, 0.25, 0.2, 2000, 2000, 1600),
-        Round(0.4, 0.6, 0.8, 0.4, 900, 1100, 1000),
+        Round(f32=0.6, fast=1.2, f32_p50=1000, same_lines=0.5, same_lines_p50=1000, default=1.0),
+        Round(f32=0.3, fast=0.6, f32_p50=2200, same_lines=0.3, same_lines_p50=2000, default=0.6),
+        Round(f32=0.4, fast=0.9, f32_p50=900, same_lines=0.8, same_lines_p50=1000, default=0.3),
     ]
-    text = paired_summary(rounds, concurrency=4, passes=2)
-    assert "3 rounds" in text and "2 passes" in text
-    assert "0.600 / 0.500 / 0.500 / 0.300 (1.20x / 1.00x)" in text
-    assert "**`ocr` 1.20x, `ocr_bls` 1.00x** rapidocr-openvino" in text
-    assert "`ocr` 1.50x, `ocr_bls` 1.50x rapidocr-onnxruntime" in text
-    assert "1,000 / 1,300 / 1,250 (0.80 / 1.04)" in text
-    assert "**`ocr` 0.90, `ocr_bls` 1.10** of rapidocr-openvino's" in text
+    text = "\n".join(targets(rounds, "served PP-OCRv6 int8", "rapidocr 3.10 openvino f32", "rapidocr 3.10 openvino (default precision)", {F32: 0.02, "served PP-OCRv6 int8": 0.021}))
+    assert "Paired rounds (3)" in text
+    assert f"{F32} at concurrency 4: **1.00x** rapidocr 3.10 openvino f32" in text  # ratios 1.2, 1.0, 0.5
+    assert "p50 at concurrency 1: **1.00** of its own" in text  # 1.0, 1.1, 0.9
+    assert "**2.00x** rapidocr 3.10 openvino f32 (target >= 1.5x)" in text  # 2.4, 2.0, 1.125
+    assert "**1.20x** rapidocr 3.10 openvino (default precision)" in text  # 1.2, 1.0, 3.0
+
+
+def test_ocr_dominance_and_parity_are_judged_per_row():
+    from perf.ocr import System, dominated, identical_pages, parity
+    from perf.report import Row
+
+    def system(label, rate):
+        return System(label, rows=[Row(label, 1, rate, 1000.0, 1000.0)])
+
+    served, library = system("served PP-OCRv6 f32", 1.0), system("rapidocr 3.10 openvino f32", 2.0)
+    assert "beats" not in dominated([served, library], {served.label: 0.02, library.label: 0.03})
+    assert "rapidocr 3.10 openvino f32 beats served PP-OCRv6 f32" in dominated([served, library], {served.label: 0.02, library.label: 0.01})
+    page = [("a", [0, 0, 10, 0, 10, 5, 0, 5], 0.9), ("b", [0, 9, 10, 9, 10, 14, 0, 14], 0.8)]
+    moved = [("a", [0, 0.5, 10, 0, 10, 5, 0, 5], 0.90002), ("b", [0, 9, 10, 9, 10, 14, 0, 14], 0.8)]
+    assert identical_pages([page, moved], [page, page]) == 2
+    assert parity([moved], [page]) == "2/2 lines identical (largest corner gap 0.50 px, score gap 2.0e-05)"
+    assert identical_pages([page[:1]], [page]) == 0
 
 
 def test_a_failing_client_fails_the_closed_loop_instead_of_lowering_its_concurrency():

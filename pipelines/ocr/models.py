@@ -29,7 +29,7 @@ DET_MODEL, DET_INPUT, DET_OUTPUT = "ocr_det", "x", "sigmoid_0.tmp_0"
 CLS_MODEL, CLS_INPUT, CLS_OUTPUT = "ocr_cls", "x", "save_infer_model/scale_0.tmp_1"
 REC_MODEL, REC_INPUT, REC_OUTPUT = "ocr_rec", "x", "softmax_11.tmp_0"
 # the recogniser's in-graph per-step argmax / max (export/ocr.py): what CTC
-# decoding reads, [n, T] instead of the softmax's [n, T, 6625]
+# decoding reads, [n, T] instead of the softmax's [n, T, classes]
 REC_INDICES, REC_SCORES = "ctc_indices", "ctc_scores"
 
 

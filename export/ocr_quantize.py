@@ -1,7 +1,7 @@
 """int8 versions of the PP-OCRv6 detector and recogniser: post-training static
 quantisation to ONNX QDQ with ONNX Runtime's quantiser (docs/ocr-precision.md).
 
-    python -m export.common.ocr_quantize --det DET.onnx --rec REC.onnx --output-dir DIR
+    python -m export.ocr_quantize --det DET.onnx --rec REC.onnx --output-dir DIR
 
 The recipe, and why (each rule was measured, docs/ocr-precision.md):
 - Weights int8, symmetric, one scale per output channel; activations uint8,
