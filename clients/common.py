@@ -64,9 +64,9 @@ PICTURE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 def protocol_module(protocol: str):
     # only the protocol used is imported: the other pulls its own stack (gevent, grpc)
     if protocol == "http":
-        import tritonclient.http as module
+        import tritonclient.http as module  # gevent's stack
     elif protocol == "grpc":
-        import tritonclient.grpc as module
+        import tritonclient.grpc as module  # grpcio's stack
     else:
         raise ValueError(f"protocol must be 'http' or 'grpc', not {protocol!r}")
     return module

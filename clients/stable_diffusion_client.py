@@ -25,6 +25,9 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+import requests
+from PIL import Image
+from tritonclient.utils import InferenceServerException
 
 from clients.common import DEFAULT_URLS, Tls, add_connection_arguments, connect, make_inputs, tls_from_args
 
@@ -141,8 +144,6 @@ class StableDiffusionClient:
                 self._cancelled.clear()
 
     def _send(self, tensors: dict[str, np.ndarray], answers: queue.Queue) -> None:
-        from tritonclient.utils import InferenceServerException
-
         try:
             self.client.async_stream_infer(STREAM, make_inputs(self.module, tensors), enable_empty_final_response=True)
         except InferenceServerException:
@@ -173,8 +174,6 @@ class StableDiffusionClient:
     def _generate_stream_http(self, tensors: dict[str, np.ndarray], on_step: StepCallback | None) -> np.ndarray | None:
         """POST /v2/models/stable_diffusion_stream/generate_stream: one
         server-sent event (`data: {json}`) per response."""
-        import requests
-
         body = {name: [v.decode("utf-8") if isinstance(v, bytes) else v.item() for v in array.reshape(-1)] for name, array in tensors.items()}
         url = f"{'https' if self.tls else 'http'}://{self.url}/v2/models/{STREAM}/generate_stream"
         tls = {}
@@ -220,8 +219,6 @@ class StableDiffusionClient:
 
 def save_pictures(pixels: np.ndarray, path: Path) -> list[Path]:
     """One PNG per picture: `path`, then `stem-1.png`, ... for the others."""
-    from PIL import Image
-
     if pixels.ndim == 3:  # the generate endpoint may drop the leading axis of one picture
         pixels = pixels[None]
     path.parent.mkdir(parents=True, exist_ok=True)

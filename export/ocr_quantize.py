@@ -150,7 +150,7 @@ def calibration_set(pictures: Iterable[bytes], rec_group_count: int = 64) -> Cal
     """Run RapidOCR 3.10 (f32, its own PP-OCRv6 files) on `pictures` up to the
     recogniser: record the detector's inputs and build the recogniser's groups."""
     from rapidocr import RapidOCR  # lazy: only calibration needs the library
-    from rapidocr.main import RapidOCRError
+    from rapidocr.main import RapidOCRError  # likewise
 
     ocr = RapidOCR(params={"Global.log_level": "warning"})
     detector, recognizer = ocr._load_det_model(), ocr._load_rec_model()

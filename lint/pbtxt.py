@@ -15,7 +15,7 @@ from typing import Mapping, Sequence
 from google.protobuf import json_format, text_format
 
 try:
-    from tritonclient.grpc import model_config_pb2 as mc
+    from tritonclient.grpc import model_config_pb2 as mc  # Triton's own config schema (in a try: a clear message)
 except ImportError as error:  # pragma: no cover - dev requirement
     raise SystemExit("reading model configs needs tritonclient[grpc] (requirements/dev.txt)") from error
 

@@ -10,6 +10,8 @@ the answer is JSON."""
 from __future__ import annotations
 
 import argparse
+import asyncio
+import io
 import json
 import os
 import subprocess
@@ -20,11 +22,16 @@ import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from PIL import Image
+
+from runtime.paths import checkpoint_dir
+
 
 def text_embedding_handler():
+    # each handler imports its own library: a baseline process serves one pipeline
     from sentence_transformers import SentenceTransformer
 
-    from references.text import packaged_model_dir
+    from references.text import packaged_model_dir  # likewise
 
     model = SentenceTransformer(str(packaged_model_dir()), device="cpu")
 
@@ -36,7 +43,7 @@ def text_embedding_handler():
 
 
 def ocr_handler():
-    from references.ocr import LibraryOCR
+    from references.ocr import LibraryOCR  # as in text_embedding_handler
 
     engine = LibraryOCR("PP-OCRv6")  # rapidocr 3.10 as a user calls it
 
@@ -47,17 +54,12 @@ def ocr_handler():
 
 
 def _clip():
-    from runtime.paths import checkpoint_dir
-    from references.clip import TorchCLIP
+    from references.clip import TorchCLIP  # as in text_embedding_handler
 
     return TorchCLIP(checkpoint_dir("clip"))
 
 
 def clip_image_handler():
-    import io
-
-    from PIL import Image
-
     clip = _clip()
 
     def handle(body: bytes) -> object:
@@ -79,8 +81,7 @@ def stable_diffusion_handler():
     """diffusers' pipeline per request; the checkpoint folder from
     $SD_CHECKPOINT (default checkpoints/stable_diffusion); the body is JSON
     {"prompt", "steps", "seed", "guidance_scale"}."""
-    from runtime.paths import checkpoint_dir
-    from references.stable_diffusion import DiffusersSD
+    from references.stable_diffusion import DiffusersSD  # as in text_embedding_handler
 
     pipe = DiffusersSD(os.environ.get("SD_CHECKPOINT") or checkpoint_dir("stable_diffusion"))
 
@@ -105,8 +106,6 @@ async def _serve_async(handle, port: int) -> None:
     """The seed's Sanic-style server, without the framework: an asyncio loop
     accepting HTTP/1.1 keep-alive connections and running the library in the
     default thread pool per request."""
-    import asyncio
-
     loop = asyncio.get_running_loop()
 
     async def connection(reader, writer):
@@ -141,8 +140,6 @@ async def _serve_async(handle, port: int) -> None:
 def serve(pipeline: str, port: int, mode: str = "threads") -> None:
     handle = HANDLERS[pipeline]()
     if mode == "async":
-        import asyncio
-
         asyncio.run(_serve_async(handle, port))
         return
 

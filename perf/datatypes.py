@@ -9,10 +9,11 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 
-from references.datatypes import CASES
 from perf.harness import closed_loop, run_perf_analyzer, write_input_data
 from perf.report import Report, Table
+from references.datatypes import CASES
 from runtime.paths import MODEL_REPOSITORY
 
 IN_PROCESS = "datatypes_onnx graph, onnxruntime in-process"
@@ -38,8 +39,6 @@ def onnx_samples(n: int = 8) -> list[dict[str, np.ndarray]]:
 
 
 def run(server, concurrencies, quick: bool = False) -> Report:
-    import onnxruntime as ort
-
     scratch = Path(tempfile.mkdtemp(prefix="perf-datatypes-"))
     datatypes_data = write_input_data(datatypes_samples(), scratch / "datatypes.json")
     onnx_data = write_input_data(onnx_samples(), scratch / "onnx.json")

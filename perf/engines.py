@@ -29,13 +29,21 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from perf.harness import benchmark_server, picture_inputs, run_perf_analyzer, text_inputs
-from perf.instance_sweep import linked_copy
-from perf.report import Report, Table
 from clients import triton_stats
 from lint import pbtxt
 from lint.engine_configs import engine_config, engine_of
+from perf import stable_diffusion
+from perf.harness import benchmark_server, picture_inputs, run_perf_analyzer, text_inputs
+from perf.instance_sweep import linked_copy
+from perf.report import Report, Table
+from pipelines.ocr import models as ocr_models
+from pipelines.serving.network import ENGINES
+from pipelines.serving.python_model import ModelContext
+from references.ocr import OfflineOCR
 from runtime.paths import MODEL_REPOSITORY
+from testsets.documents import pages as document_pages
+from testsets.images import photo_samples
+from testsets.sentences import varied_sentences
 
 NEEDS_SERVER = False
 CONCURRENCY = 4
@@ -77,26 +85,18 @@ def variant_config(config_text: str, variant: Variant) -> str:
 
 
 def _document_inputs() -> Path:
-    from testsets.documents import pages
-
-    return picture_inputs([page.data for page in pages()], "engines-documents")
+    return picture_inputs([page.data for page in document_pages()], "engines-documents")
 
 
 def _photo_inputs() -> Path:
-    from testsets.images import photo_samples
-
     return picture_inputs([sample.data for sample in photo_samples()], "engines-photos")
 
 
 def _sentence_inputs() -> Path:
-    from testsets.sentences import varied_sentences
-
     return text_inputs(varied_sentences(), "engines-texts")
 
 
 def _prompt_inputs() -> Path:
-    from perf import stable_diffusion
-
     return stable_diffusion.inputs(20, 7.5, Path(tempfile.mkdtemp(prefix="perf-engines-prompts-")))
 
 
@@ -216,8 +216,6 @@ ALONE_VARIANTS = (
 
 
 def network_context(network: str, variant: Variant):
-    from pipelines.serving.python_model import ModelContext
-
     text = variant_config((MODEL_REPOSITORY / network / "config.pbtxt").read_text(), variant)
     return ModelContext(config=pbtxt.as_json(pbtxt.parse(text)), model_dir=MODEL_REPOSITORY / network)
 
@@ -226,11 +224,11 @@ def document_calls() -> tuple[int, dict[str, list[dict[str, np.ndarray]]]]:
     """The OCR networks' real calls on the text-dense document pages, in the
     order the composition makes them (the detector's inputs, the classifier
     and recogniser groups): (pages, {network: [feeds, ...]})."""
-    from pipelines.ocr import models
-    from references.ocr import OfflineOCR
-    from testsets.documents import pages
-
-    names = {"det": (models.DET_MODEL, models.DET_INPUT), "cls": (models.CLS_MODEL, models.CLS_INPUT), "rec": (models.REC_MODEL, models.REC_INPUT)}
+    names = {
+        "det": (ocr_models.DET_MODEL, ocr_models.DET_INPUT),
+        "cls": (ocr_models.CLS_MODEL, ocr_models.CLS_INPUT),
+        "rec": (ocr_models.REC_MODEL, ocr_models.REC_INPUT),
+    }
     calls: dict[str, list] = {model: [] for model, _ in names.values()}
     reference = OfflineOCR()
     run = reference.run
@@ -241,7 +239,7 @@ def document_calls() -> tuple[int, dict[str, list[dict[str, np.ndarray]]]]:
         return run(name, batch)
 
     reference.run = recording
-    documents = pages()
+    documents = document_pages()
     for page in documents:
         reference(page.data)
     return len(documents), calls
@@ -264,13 +262,14 @@ def alone(seconds: float, networks: Sequence[str] = ()) -> str:
     per document page (their real calls), the others in ms per call on a
     fixed input, all their served outputs; one process, one engine at a
     time. A markdown table."""
-    from pipelines.ocr import models
-    from pipelines.serving.network import ENGINES
-
-    ocr_networks = {models.DET_MODEL, models.CLS_MODEL, models.REC_MODEL}
+    ocr_networks = {ocr_models.DET_MODEL, ocr_models.CLS_MODEL, ocr_models.REC_MODEL}
     pages, calls = document_calls() if not networks or ocr_networks & set(networks) else (0, {})
     calls = {network: feeds for network, feeds in calls.items() if not networks or network in networks}
-    wanted = {models.DET_MODEL: [models.DET_OUTPUT], models.CLS_MODEL: [models.CLS_OUTPUT], models.REC_MODEL: [models.REC_INDICES, models.REC_SCORES]}
+    wanted = {
+        ocr_models.DET_MODEL: [ocr_models.DET_OUTPUT],
+        ocr_models.CLS_MODEL: [ocr_models.CLS_OUTPUT],
+        ocr_models.REC_MODEL: [ocr_models.REC_INDICES, ocr_models.REC_SCORES],
+    }
     rng = np.random.default_rng(0)
     fixed = {network: [fixed_feeds(network, rng)] for network in ALONE_SHAPES if not networks or network in networks}
     lines = [

@@ -19,9 +19,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from clients.common import encoded_bytes_tensor
 from perf.report import Row
-from runtime.paths import BUILD_DIR
 from runtime.distribution import assemble_lib_dir, find_distribution
+from runtime.paths import BUILD_DIR
 from runtime.server import TritonServer, served_preload
 
 
@@ -61,8 +62,6 @@ def write_input_data(samples: Sequence[dict[str, np.ndarray]], path: Path) -> Pa
 def picture_inputs(pictures: Sequence[bytes], name: str) -> Path:
     """--input-data of the image pipelines: one encoded picture per request
     (`input_image`, perf_analyzer adds the batch axis), in a fresh temp folder."""
-    from clients.common import encoded_bytes_tensor
-
     folder = Path(tempfile.mkdtemp(prefix=f"perf-{name}-"))
     return write_input_data([{"input_image": encoded_bytes_tensor(p)} for p in pictures], folder / f"{name}.json")
 

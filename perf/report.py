@@ -134,10 +134,11 @@ def write(name: str, report: Report, command: str, results_dir: Path = RESULTS_D
 
 
 def plot(report: Report, path: Path, title: str) -> None:
+    # matplotlib only when plotting (a slow import), and its backend chosen before pyplot loads
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after use("Agg")
 
     if not report.tables:
         return

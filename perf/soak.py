@@ -32,10 +32,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
 
+from clients.common import make_inputs
+from perf.report import RESULTS_DIR, machine
 from perf.soak_faults import DEFAULT_PLAN, Fault, FaultInjector, attribute, pipeline_users, publish_entry, publish_model, with_callees
 from runtime.paths import MODEL_REPOSITORY
-from runtime.server import resolve_preload, TritonServer
+from runtime.server import TritonServer, resolve_preload
 from runtime.supervisor import Supervisor
 from runtime.watchdog import Stub, server_stubs
 from testsets.entries import Entry, Tensors, entries
@@ -181,17 +186,12 @@ class Traffic:
         self.seed = seed
 
     def clients(self):
-        import tritonclient.grpc as grpcclient
-        import tritonclient.http as httpclient
-
         return (
             ("http", httpclient, httpclient.InferenceServerClient(self.server.http_url, network_timeout=CLIENT_TIMEOUT_S)),
             ("grpc", grpcclient, grpcclient.InferenceServerClient(self.server.grpc_url)),
         )
 
     def send(self, protocol: str, module, client, model: str, tensors: Tensors) -> dict[str, np.ndarray]:
-        from clients.common import make_inputs
-
         if model.endswith("_stream"):
             return self.send_stream(client, model, make_inputs(module, tensors))
         kwargs = {"client_timeout": CLIENT_TIMEOUT_S} if protocol == "grpc" else {}
@@ -203,8 +203,6 @@ class Traffic:
     def send_stream(client, model: str, inputs: list) -> dict[str, np.ndarray]:
         """A decoupled request over a gRPC stream: its last response's outputs
         (the picture), once every step came."""
-        from tritonclient.utils import InferenceServerException
-
         answers: queue.Queue = queue.Queue()
         client.start_stream(callback=lambda result, error: answers.put((result, error)), stream_timeout=CLIENT_TIMEOUT_S)
         try:
@@ -245,8 +243,6 @@ class Traffic:
         self.record(name, protocol, bad, started, time.monotonic(), outcome, detail)
 
     def outcome(self, protocol: str, module, client, name: str, bad: tuple | None, index: int) -> tuple[str, str | None]:
-        from tritonclient.utils import InferenceServerException
-
         entry = self.models[name]
         try:
             got = self.send(protocol, module, client, name, bad[1] if bad else self.goods[name][index])
@@ -502,8 +498,6 @@ def _ms(value: float | None) -> str:
 
 
 def markdown(result: SoakResult, command: str) -> str:
-    from perf.report import machine
-
     refused = sum(sum(t.refused.values()) for t in result.tally.values())
     bad = sum(t.bad_refused for t in result.tally.values())
     answers = sum(t.answers for t in result.tally.values())
@@ -580,10 +574,11 @@ def memory_table(result: SoakResult) -> list[str]:
 
 
 def plot(result: SoakResult, path: Path, title: str) -> None:
+    # matplotlib only when plotting (a slow import), and its backend chosen before pyplot loads
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after use("Agg")
 
     s = result.samples
     minutes = [x.seconds / 60 for x in s]
@@ -620,8 +615,6 @@ def write(result: SoakResult, command: str, results_dir: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from perf.report import RESULTS_DIR
-
     parser = argparse.ArgumentParser(description="Soak every entry model with mixed traffic and faults; perf/results/soak.md and .png")
     parser.add_argument("--minutes", type=float, default=float(os.environ.get("SOAK_MINUTES") or 10))
     parser.add_argument("--concurrency", type=int, default=int(os.environ.get("SOAK_CONCURRENCY") or 32))

@@ -24,13 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import tritonclient.http as httpclient
 
+from clients import triton_stats
+from clients.common import make_inputs
 from perf.baseline_server import BaselineServer
 from perf.harness import benchmark_server, closed_loop, run_perf_analyzer, sequential, write_input_data
 from perf.report import Report, Row, Table
-from clients import triton_stats
-from runtime.paths import MODEL_REPOSITORY, checkpoint_dir
 from references.stable_diffusion import DiffusersSD
+from runtime.paths import MODEL_REPOSITORY, checkpoint_dir
 from runtime.server import free_port
 
 MODELS = ("sd_text_encoder", "sd_unet", "sd_vae_decoder", "stable_diffusion", "stable_diffusion_stream")
@@ -74,10 +76,6 @@ def inputs(steps: int, guidance: float, folder: Path) -> Path:
 def step_split(http_url: str, steps: int) -> str:
     """UNet compute against everything else per step, from the statistics
     of one request (no other traffic)."""
-    import tritonclient.http as httpclient
-
-    from clients.common import make_inputs
-
     client = httpclient.InferenceServerClient(http_url, network_timeout=600)
     try:
         before = {m: triton_stats.settled(client, m) for m in MODELS[:4]}
@@ -191,8 +189,6 @@ def paired_summary(rounds: list[PairedRound], concurrency: int) -> str:
 
 def served_instances(http_url: str, model: str) -> int:
     """The instance count the server runs `model` with (its config as loaded)."""
-    import tritonclient.http as httpclient
-
     client = httpclient.InferenceServerClient(http_url)
     try:
         return sum(int(group.get("count", 1)) for group in client.get_model_config(model).get("instance_group", [])) or 1
@@ -206,8 +202,9 @@ def table_row(table: Table, system: str, concurrency: int) -> Row:
 
 def export_large(folder: Path) -> tuple[Path, Path]:
     """The LARGE seeded checkpoint exported into a repository of its own."""
+    # torch and diffusers (export.stable_diffusion's imports) only when the LARGE checkpoint is made
     from export.stable_diffusion import main as export_main
-    from export.stable_diffusion import seeded_checkpoint
+    from export.stable_diffusion import seeded_checkpoint  # likewise
 
     repo = folder / "repo"
     for model in MODELS:

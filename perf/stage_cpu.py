@@ -23,14 +23,16 @@ import threading
 import time
 from pathlib import Path
 
+from clients import triton_stats
+from lint.pbtxt import edit_config, parse
 from perf.harness import benchmark_server, picture_inputs, run_perf_analyzer
 from perf.instance_sweep import linked_copy
 from perf.report import usable_cores
-from clients import triton_stats
-from runtime.paths import MODEL_REPOSITORY
-from lint.pbtxt import edit_config, parse
 from runtime import procfs
+from runtime.paths import MODEL_REPOSITORY
 from runtime.watchdog import server_stubs
+from testsets.documents import pages
+from testsets.images import samples
 
 
 def _perf_analyzer_pids() -> list[int]:
@@ -67,11 +69,7 @@ def pipeline_models(entry: str) -> list[str]:
 
 def _pictures(kind: str) -> list[bytes]:
     if kind == "documents":
-        from testsets.documents import pages
-
         return [page.data for page in pages()]
-    from testsets.images import samples
-
     return [sample.data for sample in samples()]
 
 

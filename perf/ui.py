@@ -119,7 +119,7 @@ PAGE_DEFAULT = "the page: gradio_client, default"
 
 
 def run(server, concurrencies, quick: bool = False) -> Report:
-    from gradio_client import Client, handle_file
+    from gradio_client import Client, handle_file  # optional (requirements/ui.txt): only this suite needs it
 
     os.environ.update(UI_ENV)
     document = pages(1)[0]

@@ -26,7 +26,7 @@ class TorchCLIP:
         # here, not at the top: torch and transformers take seconds to import,
         # and the importers of this module's names (OUTPUT_NAME, TEXT_INPUTS) need neither
         import torch
-        from transformers import AutoImageProcessor, CLIPModel, CLIPTokenizer
+        from transformers import AutoImageProcessor, CLIPModel, CLIPTokenizer  # likewise
 
         if threads:
             torch.set_num_threads(threads)

@@ -16,7 +16,7 @@ class DiffusersSD:
         # here, not at the top: diffusers and torch take seconds to import,
         # and the importers of this module's names need neither
         import diffusers
-        import torch
+        import torch  # likewise
 
         if threads:
             torch.set_num_threads(threads)

@@ -68,8 +68,9 @@ def parse_s3_url(url: str) -> S3Location:
 
 def s3_client(location: S3Location, connect_timeout: float = 5.0, read_timeout: float = 60.0, retries: int = 2):
     try:
+        # boto3 only for s3:// roots: serving a local repository never loads it
         import boto3
-        from botocore.config import Config
+        from botocore.config import Config  # comes with boto3
     except ImportError as error:  # pragma: no cover - dev requirement
         raise StorageError("publishing to S3 needs boto3 (requirements/dev.txt): run `make setup`") from error
     config = Config(connect_timeout=connect_timeout, read_timeout=read_timeout, retries={"max_attempts": retries, "mode": "standard"})

@@ -170,8 +170,8 @@ def document_samples() -> list[Sample]:
 
 def skimage_samples() -> list[Sample]:
     """scikit-image's bundled pictures (no download); [] without scikit-image."""
-    try:  # optional (requirements/dev.txt): the other samples are drawn here
-        from skimage import data
+    try:
+        from skimage import data  # optional (requirements/dev.txt): the other samples are drawn here
     except ImportError:
         return []
     out: list[Sample] = []

@@ -26,6 +26,7 @@ from pathlib import Path
 from clients.common import add_connection_arguments, tls_from_args
 from ui.actions import MAX_PICTURE_BYTES
 from ui.backend import Backend
+from ui.samples import write_samples
 
 DEFAULT_PORT = 7860
 
@@ -99,7 +100,6 @@ def main(argv=None) -> int:
         os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
         # imported here: Gradio reads both variables when it is imported
         from ui.page import build
-        from ui.samples import write_samples
 
         page = build(backend, write_samples(work / "samples"), work / "downloads", args.generate_concurrency)
         page.queue(default_concurrency_limit=8, max_size=64)

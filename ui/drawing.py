@@ -46,10 +46,11 @@ def ocr_overlay(picture: bytes, lines: Sequence[dict]) -> Image.Image:
 def similarity_figure(count: int, similarity: np.ndarray):
     """A matplotlib figure: the cosine similarity matrix of `count`
     sentences, numbered as written, each cell's value written out."""
+    # lazily: only the text tab draws with matplotlib, on the Agg backend chosen before its figures load
     import matplotlib
 
-    matplotlib.use("Agg")  # lazily: only the text tab draws with matplotlib
-    from matplotlib.figure import Figure
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure  # after use("Agg")
 
     size = 2.5 + 0.5 * count
     figure = Figure(figsize=(size + 1.2, size))

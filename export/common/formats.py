@@ -118,7 +118,7 @@ def run_tensorrt_plan(plan_path: Path, feeds: dict, outputs: Sequence[str]) -> d
     CUDA tensors for the device memory."""
     # optional, as in tensorrt_missing: a plan exists only where a GPU is
     import tensorrt as trt
-    import torch
+    import torch  # likewise: only for a plan's check, on a GPU machine
 
     runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
     engine = runtime.deserialize_cuda_engine(plan_path.read_bytes())

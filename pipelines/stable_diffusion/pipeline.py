@@ -222,7 +222,7 @@ class StableDiffusion:
     def generate(self, job: Job, on_step: StepCallback | None = None, cancelled: Callable[[], bool] | None = None) -> np.ndarray | None:
         """uint8 [N, H, W, 3], or None when `cancelled()` turned true."""
         import torch  # as in __init__
-        from diffusers.utils.torch_utils import randn_tensor
+        from diffusers.utils.torch_utils import randn_tensor  # likewise
 
         hidden = self.encode(job)
         scheduler = self.scheduler_class.from_config(self.scheduler_config)

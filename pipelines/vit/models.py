@@ -28,7 +28,7 @@ class TorchViT:
         # torch and transformers only where this runs: the serving
         # requirements (requirements/serve.txt) leave them out
         import torch
-        from transformers import AutoImageProcessor, ViTModel
+        from transformers import AutoImageProcessor, ViTModel  # likewise
 
         if threads:
             torch.set_num_threads(threads)
