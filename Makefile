@@ -59,6 +59,7 @@ CHECKOUT_ON_PATH := import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths(
 
 help:
 	@echo "make serve   run tritonserver on model_repository/ (HTTP_PORT=$(HTTP_PORT) GRPC_PORT=$(GRPC_PORT) METRICS_PORT=$(METRICS_PORT) MODEL_CONFIG_NAME=)"
+	@echo "            OCR serves PP-OCRv6 (rapidocr 3.10) in f32; MODEL_CONFIG_NAME=ppocrv4 serves PP-OCRv4, =fast|bf16|int8 faster precisions (docs/ocr.md)"
 	@echo "make test    lint and run the test suite against a real server (PYTEST_ARGS=...)"
 	@echo "make lint    check every config.pbtxt (and the Python code with ruff)"
 	@echo "make export  produce the model files that are missing or out of date (python -m export --list)"

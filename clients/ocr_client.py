@@ -103,7 +103,10 @@ def draw_boxes(image_bytes: bytes, lines: list[dict], out_path: Path) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog="The server serves PP-OCRv6 (rapidocr 3.10) unless it runs --model-config-name=ppocrv4 (PP-OCRv4); the set served is printed on standard error.",
+    )
     parser.add_argument("images", nargs="+", help="image files or folders")
     add_connection_arguments(parser)
     parser.add_argument("--model", default="ocr", choices=["ocr", "ocr_bls"])

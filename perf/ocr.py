@@ -88,6 +88,7 @@ LIBRARIES = {
     "rapidocr-onnxruntime": ("rapidocr-onnxruntime 1.4.4", MAIN_PYTHON),
 }
 """perf/rapidocr_baseline.py flavour -> (label, the venv's python)."""
+FLAVOUR_OF = {label: flavour for flavour, (label, _) in LIBRARIES.items()}
 REFERENCE = "rapidocr 3.10 onnxruntime"
 SAME_LINES_CANDIDATES = ("rapidocr 3.10 onnxruntime", "rapidocr 3.10 openvino (default precision)", "rapidocr 3.10 openvino f32")
 DEFAULT_CONFIGURATIONS = ("rapidocr 3.10 onnxruntime", "rapidocr 3.10 openvino (default precision)", "rapidocr-openvino 1.4.4 (default precision)")
@@ -154,7 +155,9 @@ def missing_files(config_name: str) -> list[str]:
 
 
 def ocr_repository(target: Path) -> Path:
-    """The OCR models as a tree of symlinks (the repository's own files)."""
+    """The OCR models as a tree of symlinks (the repository's own files), made once."""
+    if target.exists():
+        return target
     for model in OCR_MODELS:
         shutil.copytree(MODEL_REPOSITORY / model, target / model, copy_function=os.symlink, ignore=shutil.ignore_patterns("__pycache__"))
     return target
@@ -180,9 +183,10 @@ class ServedOcr:
 class LibraryWorker:
     """A library flavour kept warm in a process of its own: it reads every
     picture once when started, then times a sequential loop per `timed()`,
-    idling on its stdin in between (no CPU while the others are measured)."""
+    idling on its stdin in between (no CPU while the others are measured).
+    The loop runs over the first `timed` pictures (0: all)."""
 
-    def __init__(self, flavour: str, pictures: list[bytes]):
+    def __init__(self, flavour: str, pictures: list[bytes], timed: int = 0):
         self.label, python = LIBRARIES[flavour]
         if not python.exists():
             raise SystemExit(f"{python} is missing: `make perf` builds the baselines' venvs")
@@ -190,7 +194,7 @@ class LibraryWorker:
         for index, picture in enumerate(pictures):
             (self.folder / f"{index:04d}").write_bytes(picture)
         script = REPO_ROOT / "perf" / "rapidocr_baseline.py"
-        command = [str(python), str(script), "--flavour", flavour, "--pictures", str(self.folder), "--out", str(self.folder / "result.json")]
+        command = [str(python), str(script), "--flavour", flavour, "--pictures", str(self.folder), "--out", str(self.folder / "result.json"), "--timed", str(timed)]
         environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
         self.process = subprocess.Popen(command, env=environment, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
         if self.process.stdout.readline().strip() != "ready":
@@ -383,26 +387,25 @@ def run(server, concurrencies, quick: bool = False) -> Report:
     scratch = Path(tempfile.mkdtemp(prefix="perf-ocr-"))
     systems: dict[str, System] = {}
     notes: list[str] = []
-    with contextlib.ExitStack() as stack:
-        workers = {}
-        for flavour in LIBRARIES:
-            worker = workers[LIBRARIES[flavour][0]] = LibraryWorker(flavour, every)
-            stack.callback(worker.close)
-            systems[worker.label] = System(worker.label, split_by_set(pictures, worker.lines))
-        served = {}
-        for label, config_name in SERVED.items():
-            if missing_files(config_name):
-                notes.append(f"{label} not measured: {', '.join(missing_files(config_name))} not exported (make export).")
-                continue
-            instance = served[label] = ServedOcr(label, config_name, scratch)
-            stack.callback(instance.stop)
-            systems[label] = System(label, split_by_set(pictures, instance.read(every)))
-            systems[label].rows = [
-                relabel(served_pass(instance.server, inputs, len(documents), at, passes if at > 1 else 1), label) for at in (1, CONCURRENCY)
-            ]
-        for label, worker in workers.items():
+    # one system at a time for the accuracy pass and its rows: all of them at once do not fit in memory
+    for flavour in LIBRARIES:
+        worker = LibraryWorker(flavour, every, timed=len(documents))  # documents come first in `every`
+        try:
             timing = worker.timed(seconds)
-            systems[label].rows = [Row(label, 1, timing["throughput"], timing["p50_ms"], timing["p95_ms"])]
+        finally:
+            worker.close()
+        systems[worker.label] = System(worker.label, split_by_set(pictures, worker.lines), [Row(worker.label, 1, timing["throughput"], timing["p50_ms"], timing["p95_ms"])])
+    for label, config_name in SERVED.items():
+        if missing_files(config_name):
+            notes.append(f"{label} not measured: {', '.join(missing_files(config_name))} not exported (make export).")
+            continue
+        instance = ServedOcr(label, config_name, scratch)
+        try:
+            systems[label] = System(label, split_by_set(pictures, instance.read(every)))
+            systems[label].rows = [relabel(served_pass(instance.server, inputs, len(documents), at, passes if at > 1 else 1), label) for at in (1, CONCURRENCY)]
+        finally:
+            instance.stop()
+    with contextlib.ExitStack() as stack:
         ordered = list(systems.values())
         cers = {s.label: s.score(pictures.truth["documents"]).cer for s in ordered}
         reference = systems[REFERENCE]
@@ -410,6 +413,14 @@ def run(server, concurrencies, quick: bool = False) -> Report:
         default = max((systems[label] for label in DEFAULT_CONFIGURATIONS), key=lambda s: s.throughput)
         eligible = [systems[label] for label in SERVED if label in systems and label.startswith("served PP-OCRv6") and cers[label] <= cers[F32] + CER_MARGIN]
         fast = max(eligible, key=lambda s: s.throughput)
+        # the paired rounds' four systems, up together
+        served, workers = {}, {}
+        for label in dict.fromkeys((F32, fast.label)):
+            served[label] = ServedOcr(label, SERVED[label], scratch)
+            stack.callback(served[label].stop)
+        for label in dict.fromkeys((same.label, default.label)):
+            workers[label] = LibraryWorker(FLAVOUR_OF[label], documents)
+            stack.callback(workers[label].close)
         measured = paired_rounds(served[F32], served[fast.label], workers[same.label], workers[default.label], inputs, len(documents), rounds, passes)
         notes += targets(measured, fast.label, same.label, default.label, cers)
         notes.append(dominated(ordered, cers))

@@ -15,7 +15,7 @@ and the standard library), so it runs in whichever venv holds the flavour:
 Writes the lines of every picture (one call each, after a warm-up: text, the
 box's 8 coordinates, score), then stays up, warm: each line on its standard
 input (`SECONDS`, or empty for one pass) times one more sequential loop over
-the pictures and answers one JSON line (throughput, p50_ms, p95_ms) on its
+the pictures (the first `--timed` of them) and answers one JSON line (throughput, p50_ms, p95_ms) on its
 standard output. The library's own prints go to standard error."""
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def force_f32() -> None:
     """Every OpenVINO model compiled with INFERENCE_PRECISION_HINT f32 (what
     the served openvino backend uses): on CPUs with AVX512_BF16 or AMX the
     default hint is bf16, faster and with other numerics."""
-    import openvino
+    import openvino  # the flavour's venv has it; the onnxruntime flavours run where it may not be
 
     core_class = openvino.Core if hasattr(openvino, "Core") else importlib.import_module("openvino.runtime").Core
     compile_model = core_class.compile_model
@@ -55,7 +55,7 @@ class Library:
             force_f32()
         self.version3 = flavour.startswith("rapidocr3")
         if self.version3:
-            from rapidocr import EngineType, RapidOCR
+            from rapidocr import EngineType, RapidOCR  # 3.x: only in the venvs of the rapidocr3 flavours
 
             engine = EngineType.OPENVINO if "openvino" in flavour else EngineType.ONNXRUNTIME
             self.engine = RapidOCR(params={"Global.log_level": "warning", **{f"{part}.engine_type": engine for part in ("Det", "Cls", "Rec")}})
@@ -95,6 +95,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--flavour", choices=FLAVOURS, required=True)
     parser.add_argument("--pictures", type=Path, required=True, help="folder of picture files, read in name order")
+    parser.add_argument("--timed", type=int, default=0, help="time the first N pictures only (default: all)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     answers = os.fdopen(os.dup(1), "w", buffering=1)
@@ -106,7 +107,7 @@ def main(argv=None) -> None:
     args.out.write_text(json.dumps({"flavour": args.flavour, "lines": [library.read(picture) for picture in pictures]}))
     answers.write("ready\n")
     for request in sys.stdin:
-        answers.write(json.dumps(timed(library, pictures, float(request.strip() or 0))) + "\n")
+        answers.write(json.dumps(timed(library, pictures[: args.timed or None], float(request.strip() or 0))) + "\n")
 
 
 if __name__ == "__main__":

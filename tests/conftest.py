@@ -5,10 +5,22 @@ for the tests of the serving glue and the models' code."""
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 from runtime.paths import MODEL_REPOSITORY, TEST_REPOSITORY
 from runtime.server import TritonServer
+
+
+def _interrupted(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_sessionstart(session):
+    # SIGTERM (a CI timeout, `kill`) ends the run like Ctrl-C, so the session's
+    # teardown stops its tritonservers instead of orphaning them
+    signal.signal(signal.SIGTERM, _interrupted)
 
 
 @pytest.fixture(scope="session")

@@ -118,7 +118,7 @@ def samples(include_photo: bool = True) -> list[OcrSample]:
     out += _extra_samples(rng)
     if include_photo:
         try:
-            from skimage import data as skdata
+            from skimage import data as skdata  # optional: the photo sample is skipped without it
 
             out.append(OcrSample("skimage_text", encode(Image.fromarray(skdata.text())), []))
         except ImportError:
