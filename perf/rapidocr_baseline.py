@@ -15,7 +15,7 @@ and the standard library), so it runs in whichever venv holds the flavour:
 Writes the lines of every picture (one call each, after a warm-up: text, the
 box's 8 coordinates, score), then stays up, warm: each line on its standard
 input (`SECONDS`, or empty for one pass) times one more sequential loop over
-the pictures (the first `--timed` of them) and answers one JSON line (throughput, p50_ms, p95_ms) on its
+the pictures (the first `--timed` of them) and answers one JSON line (throughput, p50_ms, p95_ms, cpu_ms per picture) on its
 standard output. The library's own prints go to standard error."""
 
 from __future__ import annotations
@@ -77,15 +77,16 @@ class Library:
 def timed(engine, pictures: list[bytes], seconds: float) -> dict:
     """A sequential loop over the pictures for `seconds`, at least one whole pass."""
     latencies = []
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     while time.perf_counter() - start < seconds or len(latencies) < len(pictures):
         begin = time.perf_counter()
         engine(pictures[len(latencies) % len(pictures)])
         latencies.append(time.perf_counter() - begin)
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     latencies.sort()
     return {
         "throughput": len(latencies) / elapsed,
+        "cpu_ms": cpu / len(latencies) * 1000,  # every thread of the process, per picture
         "p50_ms": statistics.median(latencies) * 1000,
         "p95_ms": latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))] * 1000,
     }
