@@ -104,6 +104,8 @@ class Sample:
     stubs: int
     shm_mib: float
     done: int
+    rss_by_pid: dict[int, float] = field(default_factory=dict)
+    """MiB of the server and of each stub, by pid."""
 
 
 # ------------------------------------------------------------------ traffic
@@ -330,12 +332,21 @@ class SoakResult:
     def unanswered(self) -> int:
         return sum(t.unanswered for t in self.tally.values())
 
-    def after_warmup(self, of=lambda s: s.server_mib + s.stubs_mib) -> list[tuple[float, float]]:
+    def survivors_mib(self, sample: Sample) -> float:
+        """RSS of the server and the stubs that lived through the whole run after
+        warm-up: a stub a fault replaced is a new process, its memory no growth."""
+        after = [s.rss_by_pid for s in self.samples if s.seconds >= self.warmup_s]
+        lived = set.intersection(*(set(pids) for pids in after)) if after else set()
+        return sum(mib for pid, mib in sample.rss_by_pid.items() if pid in lived)
+
+    def after_warmup(self, of=None) -> list[tuple[float, float]]:
+        of = of or self.survivors_mib
         return [(s.seconds, of(s)) for s in self.samples if s.seconds >= self.warmup_s]
 
-    def rss_growth(self, of=lambda s: s.server_mib + s.stubs_mib) -> tuple[float, float, float]:
-        """(RSS just after warm-up, at the end, growth) of server + stubs, in MiB;
-        each end the mean of a tenth of the post-warm-up samples (at least 2)."""
+    def rss_growth(self, of=None) -> tuple[float, float, float]:
+        """(RSS just after warm-up, at the end, growth) in MiB, by default of the
+        processes that lived through the run; each end the mean of a tenth of the
+        post-warm-up samples (at least 2)."""
         after = [value for _, value in self.after_warmup(of)]
         if len(after) < 2:
             return float("nan"), float("nan"), float("nan")
@@ -344,7 +355,7 @@ class SoakResult:
         return start, end, end / start - 1
 
     def rss_slope(self) -> float:
-        """Least-squares slope of server + stubs RSS after warm-up, MiB per minute."""
+        """Least-squares slope of the surviving processes' RSS after warm-up, MiB per minute."""
         points = self.after_warmup()
         if len(points) < 2:
             return float("nan")
@@ -360,7 +371,10 @@ class SoakResult:
             "each fault lost at most the requests in flight at its moment": (not over, "; ".join(over) or "yes"),
             "every fault recovered from": (not unrecovered, ", ".join(unrecovered) or f"{len(self.faults)} of {len(self.faults)}"),
             "every model answered": (not silent, f"without an answer: {silent}" if silent else "all"),
-            f"RSS growth after warm-up <= {rss_limit:.0%}": (growth <= rss_limit, f"{start:.0f} -> {end:.0f} MiB ({growth:+.1%}), slope {self.rss_slope():+.1f} MiB/min"),
+            f"RSS growth after warm-up <= {rss_limit:.0%}": (
+                growth <= rss_limit,
+                f"{start:.0f} -> {end:.0f} MiB ({growth:+.1%}) over the processes that lived through the run, slope {self.rss_slope():+.1f} MiB/min",
+            ),
             "shared memory released after shutdown": (self.shm_after_shutdown == 0, f"{self.regions} regions, {self.shm_after_shutdown} bytes left"),
             "no stub died but those the faults hit; every model READY at the end": (
                 not self.unplanned and self.ready_at_end,
@@ -401,13 +415,15 @@ def sample(server: TritonServer, traffic: Traffic, started: float, regions: set[
     pid = server.process.pid
     stubs = stubs_of(pid)
     regions |= {stub.region for stub in stubs.values() if stub.region.startswith("triton_")}
+    rss = {p: _status_kib(p) / 1024 for p in (pid, *stubs)}
     return Sample(
         seconds=time.monotonic() - started,
-        server_mib=_status_kib(pid) / 1024,
-        stubs_mib=sum(_status_kib(p) for p in stubs) / 1024,
+        server_mib=rss[pid],
+        stubs_mib=sum(rss.values()) - rss[pid],
         stubs=len(stubs),
         shm_mib=region_bytes(regions) / 2**20,
         done=traffic.done,
+        rss_by_pid=rss,
     )
 
 
@@ -565,9 +581,10 @@ def memory_table(result: SoakResult) -> list[str]:
         f"| Python backend shared memory (/dev/shm, {result.regions} regions), MiB | {first.shm_mib:.0f} | "
         f"{max(s.shm_mib for s in result.samples):.0f} | {last.shm_mib:.0f} (after shutdown: {result.shm_after_shutdown} bytes) |",
         "",
-        f"Warm-up: the first {result.warmup_s:.0f} s. RSS growth compares the mean of the first and the last tenth of the samples after it;"
-        f" the slope is a least-squares line through them ({result.rss_slope():+.1f} MiB/min). A stub killed by a fault is replaced by a"
-        f" new one, so its memory starts again. Shared memory the same way: {shm_start:.0f} -> {shm_end:.0f} MiB (a stub's region grows"
+        f"Warm-up: the first {result.warmup_s:.0f} s. RSS growth compares the mean of the first and the last tenth of the samples after it,"
+        " over the server and the stubs that lived through the run after warm-up (a stub a fault killed is replaced by a new process"
+        f" that loads its model again: its memory is not growth); the slope is a least-squares line through them ({result.rss_slope():+.1f} MiB/min)."
+        f" The memory table counts every process. Shared memory the same way: {shm_start:.0f} -> {shm_end:.0f} MiB (a stub's region grows"
         " to its high-water mark and is never shrunk, so growth there is the largest batch seen so far, not a leak, unless it goes on;"
         " a killed stub's region is removed at shutdown).",
     ]

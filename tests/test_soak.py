@@ -6,7 +6,7 @@ faults reach: a stub killed, a stub stopped, a model reloaded, a publish
 picked up by polling, the stub of a network the Stable Diffusion streams call killed. Targets as `make soak`'s, but RSS may grow by 25%
 here, not 10%: under a minute from a cold server is mostly warm-up (ONNX
 Runtime arenas, torch and the shared-memory regions grow to the largest batch
-seen, and replaced stubs start again)."""
+seen)."""
 
 from __future__ import annotations
 
