@@ -14,7 +14,7 @@ from collections import Counter
 import cv2
 import numpy as np
 
-from pipelines.ocr.recognize import ctc_steps
+from pipelines.ocr.recognize import cls_input, ctc_steps, rec_input, rec_width
 from references.ocr import OfflineOCR
 
 
@@ -197,3 +197,18 @@ class CheckedOCR(OfflineOCR):
             + (f", {c['replayed']} replayed" if self.replay else "")
             for name, c in self.counts.items()
         )
+
+
+def check_cls_and_rec_inputs(engine, params) -> None:
+    """Our classifier and recogniser inputs equal the library engine's on crops of assorted shapes."""
+    rng = np.random.default_rng(4)
+    crops = [rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8) for h, w in [(30, 200), (48, 48), (20, 400), (60, 30), (32, 900)]]
+    for c in crops:
+        np.testing.assert_array_equal(cls_input(c, params), engine.text_cls.resize_norm_img(c))
+    ratios = [c.shape[1] / c.shape[0] for c in crops]
+    max_ratio = max(320 / 48, *ratios)
+    batch = rec_input(crops, range(len(crops)), params)
+    assert batch.shape == (5, 3, 48, int(48 * max_ratio)) == (5, 3, 48, rec_width(ratios, params))
+    for row, c in zip(batch, crops):
+        np.testing.assert_array_equal(row, engine.text_rec.resize_norm_img(c, max_ratio))
+    assert rec_width([1.0, 2.0], params) == 320  # never narrower than 320

@@ -31,6 +31,7 @@ import rapidocr_onnxruntime
 from inprocess import InProcessServer, outputs_of
 from ocr_helpers import (
     CheckedOCR,
+    check_cls_and_rec_inputs,
     LibraryRecord,
     box_at,
     content_keyed_network,
@@ -52,14 +53,12 @@ from pipelines.ocr.recognize import (
     apply_cls,
     aspect_order,
     classify_crops,
-    cls_input,
     crop,
     ctc_decode_steps,
     ctc_steps,
     read_crops,
     rec_input,
     recognize_crops,
-    rec_width,
 )
 from references.ocr import OfflineOCR, character_list, library_model_files, params_from_config
 from runtime.paths import MODEL_REPOSITORY, TEST_REPOSITORY
@@ -398,17 +397,7 @@ def test_crops_match_rapidocr_including_tall_ones(engine):
 
 
 def test_cls_and_rec_inputs_match_rapidocr(engine):
-    rng = np.random.default_rng(4)
-    crops = [rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8) for h, w in [(30, 200), (48, 48), (20, 400), (60, 30), (32, 900)]]
-    for c in crops:
-        np.testing.assert_array_equal(cls_input(c, PARAMS), engine.text_cls.resize_norm_img(c))
-    ratios = [c.shape[1] / c.shape[0] for c in crops]
-    max_ratio = max(320 / 48, *ratios)
-    batch = rec_input(crops, range(len(crops)), PARAMS)
-    assert batch.shape == (5, 3, 48, int(48 * max_ratio)) == (5, 3, 48, rec_width(ratios, PARAMS))
-    for row, c in zip(batch, crops):
-        np.testing.assert_array_equal(row, engine.text_rec.resize_norm_img(c, max_ratio))
-    assert rec_width([1.0, 2.0], PARAMS) == 320  # never narrower than 320
+    check_cls_and_rec_inputs(engine, PARAMS)
 
 
 def test_cls_rule_turns_only_confident_180():

@@ -42,6 +42,7 @@ import pytest
 from inprocess import outputs_of
 from ocr_helpers import (
     CheckedOCR,
+    check_cls_and_rec_inputs,
     LibraryRecord,
     box_at,
     content_keyed_network,
@@ -71,7 +72,7 @@ from pipelines.image.decode import RAPID_DEVIATIONS, decode_image
 from pipelines.ocr import det
 from pipelines.ocr.params import MODEL_SETS, PARAMS, RAPIDOCR_1_4, RAPIDOCR_3, model_set
 from pipelines.ocr.pipeline import assemble
-from pipelines.ocr.recognize import Lines, apply_cls, classify_crops, cls_input, crop, ctc_decode_steps, ctc_steps, read_crops, rec_input, rec_width, recognize_crops
+from pipelines.ocr.recognize import Lines, apply_cls, classify_crops, crop, ctc_decode_steps, ctc_steps, read_crops, recognize_crops
 from references.ocr import LibraryOCR, character_list, library_model_files, params_from_config
 from runtime.paths import MODEL_REPOSITORY
 from testsets.documents import pages
@@ -395,17 +396,7 @@ def test_crops_match_the_library_including_tall_ones():
 
 
 def test_cls_and_rec_inputs_match_the_library(engine):
-    rng = np.random.default_rng(4)
-    crops = [rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8) for h, w in [(30, 200), (48, 48), (20, 400), (60, 30), (32, 900)]]
-    for c in crops:
-        np.testing.assert_array_equal(cls_input(c, RAPIDOCR_3), engine.text_cls.resize_norm_img(c))
-    ratios = [c.shape[1] / c.shape[0] for c in crops]
-    max_ratio = max(320 / 48, *ratios)
-    batch = rec_input(crops, range(len(crops)), RAPIDOCR_3)
-    assert batch.shape == (5, 3, 48, int(48 * max_ratio)) == (5, 3, 48, rec_width(ratios, RAPIDOCR_3))
-    for row, c in zip(batch, crops):
-        np.testing.assert_array_equal(row, engine.text_rec.resize_norm_img(c, max_ratio))
-    assert rec_width([1.0, 2.0], RAPIDOCR_3) == 320
+    check_cls_and_rec_inputs(engine, RAPIDOCR_3)
 
 
 def test_cls_rule_turns_only_confident_180():
