@@ -4,6 +4,9 @@ pipeline with f32, bf16 and int8 PP-OCRv6 networks (docs/ocr-precision.md).
     python -m perf.ocr_precision pipelines --rounds 3  # CER, exact lines, lines identical to f32; pages/s, p50
     python -m perf.ocr_precision networks --rounds 15  # ms per call of det / rec on OpenVINO
 
+Each prints its tables and writes them to perf/results/ocr_precision.md and
+perf/results/ocr_precision_networks.md.
+
 Configurations (CONFIGS): the library's default (onnxruntime, f32) is the
 reference; the others swap in the int8 files (export/ocr_quantize.py,
 made into build/ocr-precision/ when missing) and/or run on the openvino
@@ -38,6 +41,7 @@ import openvino as ov
 
 from export.ocr_quantize import calibration_set, quantize_pair
 from export.ocr import reshape_to_scalar_as_squeeze
+from perf import report
 from references.ocr import LIBRARY_FILES, package_dir
 from runtime.paths import REPO_ROOT
 from testsets import accuracy, documents, multilingual
@@ -148,26 +152,33 @@ def identical_lines(reference: list[list], lines: list[list]) -> int:
     return sum(sum((Counter(t for t, _ in ours) & Counter(t for t, _ in theirs)).values()) for theirs, ours in zip(reference, lines))
 
 
-def accuracy_table(lines: dict[str, dict]) -> None:
+def accuracy_table(lines: dict[str, dict]) -> str:
     pages = test_pages()
-    print("| configuration | pages | CER | exact lines | lines identical to f32 |\n|---|---|---|---|---|")
+    rows = ["| configuration | pages | CER | exact lines | lines identical to f32 |", "|---|---|---|---|---|"]
     for name, by_kind in lines.items():
         for kind, read_lines in by_kind.items():
             score = accuracy.total(accuracy.score_page(page.lines, [(t, np.array(b)) for t, b in page_lines]) for page, page_lines in zip(pages[kind], read_lines))
             reference = lines[REFERENCE][kind]
-            print(f"| {name} | {kind} | {score.cer:.2%} | {score.exact_match:.1%} ({score.exact_lines}/{score.truth_lines}) | {identical_lines(reference, read_lines)}/{sum(map(len, reference))} |")
+            rows.append(f"| {name} | {kind} | {score.cer:.2%} | {score.exact_match:.1%} ({score.exact_lines}/{score.truth_lines}) | {identical_lines(reference, read_lines)}/{sum(map(len, reference))} |")
+    return "**CER and exact lines against the recorded ground truth**\n\n" + "\n".join(rows)
 
 
-def speed_table(latencies: dict[str, list[list[float]]]) -> None:
+def speed_table(latencies: dict[str, list[list[float]]]) -> str:
     rounds = len(next(iter(latencies.values())))
-    print(f"sequential pages/s over the {len(latencies[REFERENCE][0])} document pages, {rounds} interleaved rounds (median of rounds), p50 over all\n| configuration | pages/s | p50 ms per page | speed vs f32 onnxruntime |\n|---|---|---|---|")
+    rows = [
+        f"**Sequential pages/s over the {len(latencies[REFERENCE][0])} document pages, {rounds} interleaved rounds (median of rounds), p50 over all**",
+        "",
+        "| configuration | pages/s | p50 ms per page | speed vs f32 onnxruntime |",
+        "|---|---|---|---|",
+    ]
     base = statistics.median(len(r) / sum(r) for r in latencies[REFERENCE])
     for name, runs in latencies.items():
         rate = statistics.median(len(r) / sum(r) for r in runs)
-        print(f"| {name} | {rate:.2f} | {1000 * statistics.median(t for r in runs for t in r):.0f} | {rate / base:.2f}x |")
+        rows.append(f"| {name} | {rate:.2f} | {1000 * statistics.median(t for r in runs for t in r):.0f} | {rate / base:.2f}x |")
+    return "\n".join(rows)
 
 
-def pipelines_tables(rounds: int) -> None:
+def pipelines_tables(rounds: int) -> str:
     """Every configuration, `rounds` times interleaved, each run a fresh process."""
     lines, latencies = {}, {name: [] for name in CONFIGS}
     for round_index in range(rounds):
@@ -176,8 +187,7 @@ def pipelines_tables(rounds: int) -> None:
             lines.setdefault(name, result["lines"])
             latencies[name].append(result["latencies"])
             print(f"round {round_index + 1} {name}: {len(result['latencies']) / sum(result['latencies']):.2f} pages/s", file=sys.stderr, flush=True)
-    accuracy_table(lines)
-    speed_table(latencies)
+    return accuracy_table(lines) + "\n\n" + speed_table(latencies)
 
 
 def network_inputs() -> dict[str, np.ndarray]:
@@ -188,10 +198,15 @@ def network_inputs() -> dict[str, np.ndarray]:
     return {"det": captured.det[0], "rec W=320": next(g for g in full if g.shape[3] == 320), f"rec W={wide.shape[3]}": wide}
 
 
-def networks_table(files: dict[str, Path], rounds: int) -> None:
+def networks_table(files: dict[str, Path], rounds: int) -> str:
     variants = {"f32": ("f32", "f32"), "bf16": ("f32", "bf16"), "int8": ("int8", "f32"), "int8 + bf16 rest": ("int8", "bf16")}
     core = ov.Core()
-    print(f"OpenVINO {ov.__version__}, {THREADS} threads, LATENCY; {rounds} interleaved rounds, median ms (min)\n| input | shape | " + " | ".join(variants) + " |\n|---|---|" + "---|" * len(variants))
+    rows = [
+        f"**ms per call, each network alone: OpenVINO {ov.__version__}, {THREADS} threads, LATENCY; {rounds} interleaved rounds, median (min)**",
+        "",
+        "| input | shape | " + " | ".join(variants) + " |",
+        "|---|---|" + "---|" * len(variants),
+    ]
     for label, batch in network_inputs().items():
         part = label.split()[0]
         requests = {}
@@ -206,7 +221,8 @@ def networks_table(files: dict[str, Path], rounds: int) -> None:
                 start = time.perf_counter()
                 request.infer([batch])
                 times[name].append(1000 * (time.perf_counter() - start))
-        print(f"| {label} | {'x'.join(map(str, batch.shape))} | " + " | ".join(f"{statistics.median(t):.0f} ({min(t):.0f})" for t in times.values()) + " |")
+        rows.append(f"| {label} | {'x'.join(map(str, batch.shape))} | " + " | ".join(f"{statistics.median(t):.0f} ({min(t):.0f})" for t in times.values()) + " |")
+    return "\n".join(rows)
 
 
 def main(argv=None) -> None:
@@ -219,10 +235,11 @@ def main(argv=None) -> None:
     files = network_files()
     if args.table == "child":
         print(json.dumps(run_config(args.config, args.multilingual)))
-    elif args.table == "pipelines":
-        pipelines_tables(args.rounds)
     else:
-        networks_table(files, args.rounds)
+        tables = pipelines_tables(args.rounds) if args.table == "pipelines" else networks_table(files, args.rounds)
+        print(tables)
+        name = "ocr_precision" if args.table == "pipelines" else "ocr_precision_networks"
+        print(f"wrote {report.write_tables(name, tables, f'python -m perf.ocr_precision {args.table} --rounds {args.rounds}')}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -120,10 +120,7 @@ def write(name: str, report: Report, command: str, results_dir: Path = RESULTS_D
     results_dir.mkdir(parents=True, exist_ok=True)
     markdown = results_dir / f"{name}.md"
     picture = results_dir / f"{name}.png"
-    heading = (
-        f"# perf: {name}\n\n`{command}` on {time.strftime('%Y-%m-%d')}, {machine()}; {allocator()}.\n"
-        f"Plot: [{picture.name}]({picture.name}) (throughput against p50 latency).\n\n"
-    )
+    heading = _heading(name, command) + f"; {allocator()}.\nPlot: [{picture.name}]({picture.name}) (throughput against p50 latency).\n\n"
     extra = {figure: results_dir / f"{name}_{figure.name}.png" for figure in report.figures}
     links = "".join(f"Plot: [{path.name}]({path.name}) ({figure.caption}).\n" for figure, path in extra.items())
     markdown.write_text(heading + links + ("\n" if links else "") + report.markdown() + "\n")
@@ -131,6 +128,19 @@ def write(name: str, report: Report, command: str, results_dir: Path = RESULTS_D
     for figure, path in extra.items():
         figure.draw(path)
     return [markdown, picture, *extra.values()]
+
+
+def write_tables(name: str, body: str, command: str, results_dir: Path = RESULTS_DIR) -> Path:
+    """perf/results/<name>.md for a study measured outside a server (tables
+    in markdown, no plot); returns its path."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    markdown = results_dir / f"{name}.md"
+    markdown.write_text(_heading(name, command) + ".\n\n" + body.rstrip() + "\n")
+    return markdown
+
+
+def _heading(name: str, command: str) -> str:
+    return f"# perf: {name}\n\n`{command}` on {time.strftime('%Y-%m-%d')}, {machine()}"
 
 
 def plot(report: Report, path: Path, title: str) -> None:
