@@ -8,25 +8,14 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from runtime.paths import BUILD_DIR, REPO_ROOT
 from runtime.server import free_port
+from ui.demo import http_status
 
 SCREENSHOTS = BUILD_DIR / "ui-tests"
 UI_ENV = {"GRADIO_ANALYTICS_ENABLED": "False", "NO_PROXY": "localhost,127.0.0.1", "no_proxy": "localhost,127.0.0.1"}
-
-
-def http_status(url: str) -> int | None:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status
-    except urllib.error.HTTPError as error:
-        return error.code
-    except OSError:
-        return None
 
 
 class UiProcess:
