@@ -136,14 +136,21 @@ class Traffic:
         return sum(1 for t, _ in self.answers if start <= t < end) / max(end - start, 1e-9)
 
 
-def _upstreams(access_log: Path, after: float) -> dict[str, int]:
-    """Requests per upstream address logged at or after a wall-clock time."""
+def _upstreams(access_log: Path, after: float, expected: int = 0) -> dict[str, int]:
+    """Requests per upstream address logged at or after a wall-clock time,
+    once `expected` requests are logged (nginx logs a request after it has
+    answered it, so the last answers' lines may come a moment later)."""
+    deadline = time.monotonic() + 5.0
+    while True:
+        entries = [line.split("|") for line in access_log.read_text().splitlines()]
+        entries = [entry for entry in entries if float(entry[0]) >= after]
+        if len(entries) >= expected or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     counts: dict[str, int] = {}
-    for line in access_log.read_text().splitlines():
-        stamp, _status, upstream, *_ = line.split("|")
-        if float(stamp) >= after:
-            for address in upstream.split(", "):
-                counts[address] = counts.get(address, 0) + 1
+    for _stamp, _status, upstream, *_ in entries:
+        for address in upstream.split(", "):
+            counts[address] = counts.get(address, 0) + 1
     return counts
 
 
@@ -263,6 +270,7 @@ def test_grpc_error_from_nginx_is_a_retryable_unavailable(tmp_path):
             pytest.fail("a call to a dead replica succeeded")
 
         wait_until(refused_by_the_balancer, 20, lambda: last_error[0])
+        time.sleep(0.5)  # the refused calls' own lines, written as they end
         before = {method: _grpc_calls(tmp_path, method) for method in ("ServerLive", "RepositoryIndex")}
         with pytest.raises(InferenceServerException, match="replica unavailable"):
             client.is_server_live()
@@ -431,7 +439,7 @@ def test_a_replica_that_is_not_ready_leaves_the_rotation(replicas, tmp_path):
             marked = time.time()
             with requests.Session() as session:
                 assert all(_infer(base, session).status_code == 200 for _ in range(40))
-            served = _upstreams(tmp_path / "access.log", marked)
+            served = _upstreams(tmp_path / "access.log", marked, expected=40)
             assert served.get(f"127.0.0.1:{second.http_port}", 0) == 0 and served.get(f"127.0.0.1:{first.http_port}", 0) >= 40, served
         finally:
             shutil.rmtree(broken)
@@ -443,4 +451,4 @@ def test_a_replica_that_is_not_ready_leaves_the_rotation(replicas, tmp_path):
         back = time.time()
         with requests.Session() as session:
             assert all(_infer(base, session).status_code == 200 for _ in range(20))
-        assert _upstreams(tmp_path / "access.log", back).get(f"127.0.0.1:{second.http_port}", 0) > 0
+        assert _upstreams(tmp_path / "access.log", back, expected=20).get(f"127.0.0.1:{second.http_port}", 0) > 0
