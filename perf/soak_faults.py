@@ -24,6 +24,7 @@ from typing import Callable
 
 import numpy as np
 
+from runtime import procfs
 from runtime.paths import MODEL_REPOSITORY, TEST_REPOSITORY
 from runtime.triton_api import repository_index
 from runtime.watchdog import reload_model, server_stubs
@@ -157,6 +158,10 @@ class FaultInjector:
             os.kill(stub.pid, SIGNALS[fault.kind])
             fault.detail = f"{stub.instance} (pid {stub.pid})"
             self._wait(lambda: any(r.model == fault.target and r.ok for r in self.supervisor.recoveries[recoveries_before:]), fault)
+            if fault.recovered is None:
+                found = procfs.stat(stub.pid)
+                seen = [f"{r.reason}, {r.attempts} tries: {r.errors[-1:]}" for r in self.supervisor.recoveries[recoveries_before:] if r.model == fault.target]
+                fault.detail += f"; the stub is {'gone (reaped)' if found is None else f'in state {found.state}'}; the watchdog's recoveries of it: {seen or 'none'}"
         elif fault.kind == "reload":
             error = reload_model(self.server.http_url, fault.target, self.server.admin_key)
             fault.recovered = time.monotonic()
@@ -176,7 +181,7 @@ class FaultInjector:
                 fault.recovered = time.monotonic()
                 return
             time.sleep(0.1)
-        fault.detail += f"; NOT recovered within {RECOVERY_TIMEOUT_S:.0f} s"
+        fault.detail += f"; NOT recovered {time.monotonic() - fault.started:.0f} s after it" + (" (the run ended)" if self._stop.is_set() else "")
 
     def _publish(self, model: str) -> str:
         folder = self.publish_repo / model

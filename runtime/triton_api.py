@@ -44,8 +44,8 @@ def _json(http_url: str, path: str, admin_key: str | None, method: str = "POST",
     return json.loads(body or b"null")
 
 
-def model_config(http_url: str, model: str, admin_key: str | None) -> dict:
-    return _json(http_url, f"/v2/models/{model}/config", admin_key, method="GET")
+def model_config(http_url: str, model: str, admin_key: str | None, timeout: float = 30.0) -> dict:
+    return _json(http_url, f"/v2/models/{model}/config", admin_key, method="GET", timeout=timeout)
 
 
 def repository_index(http_url: str, admin_key: str | None) -> list[dict]:

@@ -83,6 +83,7 @@ RELOAD_PARAMETER = "reloaded_by_watchdog"
 """Set to the reload's time in the configuration a recovery loads: a changed
 configuration is what makes Triton build new instances."""
 BACKOFF_S = (1, 2, 4, 8, 16, 32, 60)
+BOUND_LOOKUP_TIMEOUT_S = 3.0
 INTERRUPT_GRACE_S = 2.0
 """How long an interrupted stub has to end its overrunning work before it is killed."""
 
@@ -213,7 +214,8 @@ class StubWatchdog:
     def _bound(self, model: str) -> float:
         if model not in self._bounds:
             try:
-                self._bounds[model] = execution_bound_s(model_config(self.http_url, model, self.admin_key))
+                # briefly: this runs in the polling loop, which must not stall behind a busy server
+                self._bounds[model] = execution_bound_s(model_config(self.http_url, model, self.admin_key, timeout=BOUND_LOOKUP_TIMEOUT_S))
             except TritonApiError:
                 return float("inf")  # the model is being replaced; the next poll asks again
         return self._bounds[model]
