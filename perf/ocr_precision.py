@@ -236,9 +236,8 @@ def main(argv=None) -> None:
     if args.table == "child":
         print(json.dumps(run_config(args.config, args.multilingual)))
     else:
-        tables = pipelines_tables(args.rounds) if args.table == "pipelines" else networks_table(files, args.rounds)
+        name, tables = ("ocr_precision", pipelines_tables(args.rounds)) if args.table == "pipelines" else ("ocr_precision_networks", networks_table(files, args.rounds))
         print(tables)
-        name = "ocr_precision" if args.table == "pipelines" else "ocr_precision_networks"
         print(f"wrote {report.write_tables(name, tables, f'python -m perf.ocr_precision {args.table} --rounds {args.rounds}')}", file=sys.stderr)
 
 

@@ -142,8 +142,7 @@ def _upstreams(access_log: Path, after: float, expected: int = 0) -> dict[str, i
     answered it, so the last answers' lines may come a moment later)."""
     deadline = time.monotonic() + 5.0
     while True:
-        entries = [line.split("|") for line in access_log.read_text().splitlines()]
-        entries = [entry for entry in entries if float(entry[0]) >= after]
+        entries = [entry for entry in _access_log(access_log.parent) if float(entry[0]) >= after]
         if len(entries) >= expected or time.monotonic() > deadline:
             break
         time.sleep(0.1)
